@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Side by side, in one run: backupctl against what a user would otherwise
+# run to back up a directory to local disk, and the matching restores.
+#
+#   benches/compare.sh [--size MIB] [--rounds N] [--rss-size MIB] [--workdir DIR]
+#
+# Tools: backupctl; `tar | zstd -3 -T0 | age` (the same work in three
+# processes); restic (repository v2, compression auto); and
+# `tar | gzip | openssl enc` (the classic cron script).
+#
+# The corpus (~SIZE MiB) mixes a SQL dump, access logs, incompressible
+# media and a tree of ~30k small files; see benches/src/corpus.rs. Every
+# measurement runs ROUNDS times, tools interleaved; before each run the
+# tool's input is read once (the host evicts "cold" page cache on its own,
+# which otherwise makes whichever tool runs after a big write read from
+# disk) and the disk is synced. The table shows medians. Peak RSS of a pipeline is the sum of its
+# processes' peaks. Restores go to fresh directories on the work disk and
+# the last round of each is compared with the corpus (diff -r).
+# A last step backs up a second corpus of RSS-SIZE MiB and reports
+# backupctl's peak RSS, to show memory does not grow with the input.
+set -euo pipefail
+
+size=1024 rounds=3 rss_size=4096 work=${TMPDIR:-/tmp}/shipshape-compare
+while (($#)); do
+  case $1 in
+    --size) size=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --rss-size) rss_size=$2; shift 2 ;;
+    --workdir) work=$2; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/install-deps.sh --bench
+cargo build --release --locked --quiet -p backupctl -p shipshape-benches --bin backupctl --bin corpus
+bctl=$root/target/release/backupctl
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+out=$work/out
+T="/usr/bin/time -f %M -a -o $work/rss"
+
+corpus() { # SIZE -> path of a generated corpus
+  local dir=$work/corpus-$1
+  if [[ ! -e $dir/.complete ]]; then
+    echo "generating a $1 MiB corpus in $dir" >&2
+    rm -rf "$dir"
+    "$root/target/release/corpus" "$dir" "$1"
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
+}
+src=$(corpus "$size")
+
+if [[ ! -e $work/key.txt ]]; then
+  age-keygen -o "$work/key.txt" 2>/dev/null
+fi
+chmod 600 "$work/key.txt"
+recipient=$(age-keygen -y "$work/key.txt")
+export RESTIC_PASSWORD=shipshape-benchmark BENCH_PASS=shipshape-benchmark
+export RESTIC_CACHE_DIR=$work/restic-cache
+
+# label -> shell command; outputs go under $out.
+declare -A backup=(
+  [backupctl]="$T $bctl backup '$src' --repo '$out/bctl' -R $recipient -q >/dev/null"
+  ["tar|zstd|age"]="$T tar -C '$src' -cf - . | $T zstd -3 -T0 -q | $T age -r $recipient > '$out/base.tar.zst.age'"
+  [restic]="$T restic -r '$out/restic' backup --quiet --compression auto '$src'"
+  ["tar|gzip|openssl"]="$T tar -C '$src' -cf - . | $T gzip -6 | $T openssl enc -aes-256-cbc -pbkdf2 -salt -pass env:BENCH_PASS > '$out/classic.tar.gz.enc'"
+)
+declare -A restore=(
+  [backupctl]="$T $bctl restore latest --repo '$out/bctl' --identity '$work/key.txt' --target '$out/r-backupctl' -q"
+  ["tar|zstd|age"]="$T age -d -i '$work/key.txt' '$out/base.tar.zst.age' | $T zstd -d -q | $T tar -x -C '$out/r-tar|zstd|age'"
+  [restic]="$T restic -r '$out/restic' restore latest --target '$out/r-restic' --quiet"
+  ["tar|gzip|openssl"]="$T openssl enc -d -aes-256-cbc -pbkdf2 -pass env:BENCH_PASS -in '$out/classic.tar.gz.enc' | $T gzip -d | $T tar -x -C '$out/r-tar|gzip|openssl'"
+)
+declare -A stored=(
+  [backupctl]="$out/bctl"
+  ["tar|zstd|age"]="$out/base.tar.zst.age"
+  [restic]="$out/restic"
+  ["tar|gzip|openssl"]="$out/classic.tar.gz.enc"
+)
+tools=(backupctl "tar|zstd|age" restic "tar|gzip|openssl")
+
+declare -A bwall brss rwall rrss size_of
+warm() { # read PATH's files so every tool starts from a warm page cache
+  find "$1" -type f -exec cat {} + >/dev/null
+}
+run() { # COMMAND -> "wall rss" (rss summed over the pipeline's processes)
+  : >"$work/rss"
+  sync
+  sleep 1
+  local start end
+  start=$(date +%s.%N)
+  if ! bash -c "set -o pipefail; $1"; then
+    echo "FAILED: $1" >&2
+    echo "failed failed"
+    return
+  fi
+  end=$(date +%s.%N)
+  echo "$(echo "$end - $start" | bc) $(awk '{s += $1} END {print s}' "$work/rss")"
+}
+
+echo "backing up $(du -sh "$src" | cut -f1) with each tool, $rounds rounds" >&2
+for ((r = 1; r <= rounds; r++)); do
+  for t in "${tools[@]}"; do
+    rm -rf "${stored[$t]}"
+    mkdir -p "$out"
+    [[ $t == restic ]] && restic -r "$out/restic" init --repository-version 2 --quiet >/dev/null
+    warm "$src"
+    read -r w m < <(run "${backup[$t]}")
+    [[ $w == failed ]] && exit 1
+    bwall[$t]+="$w " brss[$t]+="$m "
+    echo "  round $r $t: ${w}s ${m} KB" >&2
+  done
+done
+for t in "${tools[@]}"; do
+  size_of[$t]=$(du -sb "${stored[$t]}" | cut -f1)
+done
+
+echo "restoring with each tool, $rounds rounds" >&2
+for ((r = 1; r <= rounds; r++)); do
+  for t in "${tools[@]}"; do
+    rm -rf "$out/r-$t"
+    mkdir -p "$out/r-$t"
+    [[ $t == backupctl ]] && rmdir "$out/r-$t" # backupctl creates it
+    warm "${stored[$t]}"
+    read -r w m < <(run "${restore[$t]}")
+    [[ $w == failed ]] && exit 1
+    rwall[$t]+="$w " rrss[$t]+="$m "
+    echo "  round $r $t: ${w}s ${m} KB" >&2
+  done
+done
+for t in "${tools[@]}"; do
+  got=$out/r-$t
+  [[ $t == restic ]] && got=$out/r-restic$src
+  diff -r -q "$src" "$got" >/dev/null || { echo "restore by $t differs from the corpus" >&2; exit 1; }
+done
+
+med() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+mib() { awk -v b="$1" 'BEGIN {printf "%.0f MiB", b / 1048576}'; }
+base_b=$(echo "${bwall["tar|zstd|age"]}" | med)
+base_r=$(echo "${rwall["tar|zstd|age"]}" | med)
+base_s=${size_of["tar|zstd|age"]}
+
+{
+  echo "Corpus: $(du -sh --apparent-size "$src" | cut -f1) in $(find "$src" -type f | wc -l) files," \
+    "$(nproc) cores, $rounds rounds (medians), $(date -u +%Y-%m-%d)."
+  echo
+  echo "| tool | backup wall | vs tar\\|zstd\\|age | backup peak RSS | stored | vs zstd -3 | restore wall | vs age\\|zstd\\|tar | restore peak RSS |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for t in "${tools[@]}"; do
+    b=$(echo "${bwall[$t]}" | med) r=$(echo "${rwall[$t]}" | med)
+    printf '| %s | %.2f s | %.2fx | %s | %s | %.3fx | %.2f s | %.2fx | %s |\n' \
+      "${t//|/\\|}" "$b" "$(echo "$b / $base_b" | bc -l)" \
+      "$(mib $(($(echo "${brss[$t]}" | med) * 1024)))" "$(mib "${size_of[$t]}")" \
+      "$(echo "${size_of[$t]} / $base_s" | bc -l)" \
+      "$r" "$(echo "$r / $base_r" | bc -l)" "$(mib $(($(echo "${rrss[$t]}" | med) * 1024)))"
+  done
+} | tee "$work/results.md"
+
+if ((rss_size > 0)); then
+  big=$(corpus "$rss_size")
+  rm -rf "$out/bctl-big"
+  warm "$big"
+  read -r w m < <(run "$T $bctl backup '$big' --repo '$out/bctl-big' -R $recipient -q >/dev/null")
+  warm "$big"
+  read -r bw bm < <(run "$T tar -C '$big' -cf - . | $T zstd -3 -T0 -q | $T age -r $recipient > '$out/base-big.age'")
+  rm -f "$out/base-big.age"
+  {
+    echo
+    printf 'Memory with a %s MiB corpus: backupctl peak RSS %s (%.1f s); tar|zstd|age %s (%.1f s).\n' \
+      "$rss_size" "$(mib $((m * 1024)))" "$w" "$(mib $((bm * 1024)))" "$bw"
+  } | tee -a "$work/results.md"
+fi
+echo "results: $work/results.md" >&2

@@ -1,0 +1,427 @@
+//! `backupctl`: the command-line face of `backup-core`.
+//!
+//! `main.rs` parses arguments and calls [`run`]; everything else lives here
+//! so tests can reach it.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use backup_core::age::secrecy::SecretString;
+use backup_core::{
+    BackupOptions, BackupRef, Identities, Manifest, PipelineOptions, Progress, Recipients,
+    Repository, RestoreOptions, RestoreTarget, Source, keys,
+};
+use indicatif::HumanBytes;
+
+pub mod cli;
+mod defaults;
+mod output;
+mod progress;
+
+pub use cli::Cli;
+use cli::{BackupArgs, Command, DecryptArgs, PassphraseArgs, RepoArgs, WhichArgs};
+use progress::Bar;
+
+/// A mistake in how the command was called: exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+/// The exit status for an error returned by [`run`].
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<UsageError>().is_some() {
+        2
+    } else {
+        1
+    }
+}
+
+/// Sets up logging to standard error: warnings by default, more with `-v`,
+/// or whatever `SHIPSHAPE_LOG` says (e.g. `backup_core=debug`).
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHIPSHAPE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Keygen { output } => keygen(output),
+        Command::Backup(args) => backup(args, quiet).await,
+        Command::Import {
+            file,
+            name,
+            keys,
+            repo,
+            json,
+        } => import(&repo, &file, name, &keys, json, quiet).await,
+        Command::List { repo, name, json } => list(&repo, name.as_deref(), json).await,
+        Command::Restore {
+            which,
+            target,
+            force,
+            keys,
+            repo,
+        } => restore(&repo, &which, &keys, target, force, quiet).await,
+        Command::Verify {
+            which,
+            keys,
+            repo,
+            json,
+        } => verify(&repo, &which, &keys, json, quiet).await,
+    }
+}
+
+fn keygen(output: Option<PathBuf>) -> Result<()> {
+    let path = match output {
+        Some(p) => p,
+        None => defaults::identity_path()?,
+    };
+    let key = keys::generate();
+    keys::write_identity_file(&path, &key)?;
+    eprintln!(
+        "wrote identity {} (mode 0600); its public key:",
+        path.display()
+    );
+    println!("{}", key.to_public());
+    Ok(())
+}
+
+fn repository(args: &RepoArgs) -> Result<(Repository, PathBuf)> {
+    let path = match &args.repo {
+        Some(p) => p.clone(),
+        None => defaults::repo_path()?,
+    };
+    Ok((Repository::local(path.clone()), path))
+}
+
+fn passphrase(args: &PassphraseArgs) -> Result<Option<SecretString>> {
+    if let Some(file) = &args.passphrase_file {
+        return Ok(Some(keys::read_passphrase_file(file)?));
+    }
+    if let Some(var) = &args.passphrase_env {
+        let value = std::env::var(var).map_err(|_| {
+            usage(format!(
+                "--passphrase-env: environment variable {var} is not set"
+            ))
+        })?;
+        if value.is_empty() {
+            return Err(usage(format!(
+                "--passphrase-env: environment variable {var} is empty"
+            )));
+        }
+        return Ok(Some(SecretString::from(value)));
+    }
+    Ok(None)
+}
+
+/// Who the backup is encrypted to, creating the default identity when
+/// nothing was specified.
+fn recipients(args: &BackupArgs) -> Result<Recipients> {
+    let pass = passphrase(&args.passphrase)?;
+    let mut keys_given: Vec<String> = args.recipients.clone();
+    if let Some(file) = &args.recipients_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read recipients file {}", file.display()))?;
+        keys_given.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    if let Some(file) = &args.identity {
+        let ids = Identities::from_file(file)?;
+        keys_given.extend(ids.recipients().iter().map(ToString::to_string));
+    }
+    match (pass, keys_given.is_empty()) {
+        (Some(_), false) => Err(usage(
+            "a backup is encrypted either to a passphrase or to public keys, not both",
+        )),
+        (Some(p), true) => Ok(Recipients::passphrase(p)),
+        (None, false) => Ok(Recipients::parse(keys_given)?),
+        (None, true) => {
+            let path = defaults::identity_path()?;
+            let ids = if path.exists() {
+                Identities::from_file(&path)?
+            } else {
+                let key = keys::generate();
+                keys::write_identity_file(&path, &key)?;
+                eprintln!(
+                    "created identity {} (mode 0600) with public key {}\n\
+                     keep a copy of it somewhere safe: without it these backups cannot be restored",
+                    path.display(),
+                    key.to_public()
+                );
+                Identities::from_key(key)
+            };
+            Ok(Recipients::Keys(ids.recipients()))
+        }
+    }
+}
+
+async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
+    let source = match (&args.path, args.command.split_first()) {
+        (None, Some((program, rest))) => Source::command(program, rest.iter().cloned()),
+        (Some(p), None) if p.as_os_str() == "-" => Source::Stdin,
+        (Some(p), None) => Source::path(p),
+        _ => return Err(usage("give either PATH (or `-`) or `-- COMMAND`, not both")),
+    };
+    let recipients = recipients(&args)?;
+    let (repo, _) = repository(&args.repo)?;
+    let mut pipeline = PipelineOptions::default().with_level(args.level);
+    if let Some(threads) = args.threads {
+        pipeline.workers = threads as usize;
+    }
+    if let Some(kib) = args.frame_size {
+        pipeline.frame_size = kib as usize * 1024;
+    }
+    let bar = Bar::new(quiet, "backing up");
+    // Only worth a walk of the tree when someone watches the bar.
+    if let Some(total) = bar.is_visible().then(|| source.estimate_size()).flatten() {
+        bar.set_total(total);
+    }
+    let mut opts = BackupOptions::new(recipients)
+        .with_pipeline(pipeline)
+        .with_skip_unreadable(args.skip_unreadable)
+        .with_progress(Arc::clone(&bar) as Arc<dyn Progress>);
+    if let Some(name) = &args.name {
+        opts = opts.with_name(name.clone());
+    }
+    let started = Instant::now();
+    let result = repo.backup(source, &opts).await;
+    bar.finish();
+    report_new_backup(&result?, args.json, quiet, started)
+}
+
+/// Prints a new backup's id (or manifest) on stdout and a summary on stderr.
+fn report_new_backup(manifest: &Manifest, json: bool, quiet: bool, started: Instant) -> Result<()> {
+    if json {
+        io::stdout().write_all(&manifest.to_json())?;
+    } else {
+        println!("{}", manifest.id);
+    }
+    if !quiet {
+        eprintln!("{}", output::backup_summary(manifest, started.elapsed()));
+    }
+    Ok(())
+}
+
+async fn list(args: &RepoArgs, name: Option<&str>, json: bool) -> Result<()> {
+    let (repo, _) = repository(args)?;
+    let listing = repo.list().await?;
+    let backups: Vec<&Manifest> = listing
+        .backups
+        .iter()
+        .filter(|m| name.is_none_or(|n| m.name == n))
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&backups)?);
+    } else {
+        print!("{}", output::table(&backups));
+    }
+    for broken in &listing.broken {
+        eprintln!("error: {broken}");
+    }
+    if !listing.broken.is_empty() {
+        bail!("{} manifest(s) could not be read", listing.broken.len());
+    }
+    Ok(())
+}
+
+async fn find(repo: &Repository, which: &WhichArgs) -> Result<Manifest> {
+    let mut r: BackupRef = which.backup.parse().map_err(usage)?;
+    if let Some(name) = &which.name {
+        match &mut r {
+            BackupRef::Latest { name: n } => *n = Some(name.clone()),
+            BackupRef::Id(_) => return Err(usage("--name only goes with `latest`")),
+        }
+    }
+    Ok(repo.find(&r).await?)
+}
+
+async fn import(
+    repo_args: &RepoArgs,
+    file: &Path,
+    name: Option<String>,
+    keys: &DecryptArgs,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    let (repo, _) = repository(repo_args)?;
+    let ids = decryptors(keys, "the file", false)?;
+    let bar = Bar::new(quiet, "importing");
+    let started = Instant::now();
+    let result = repo
+        .import(file, &ids, name, Arc::clone(&bar) as Arc<dyn Progress>)
+        .await;
+    bar.finish();
+    report_new_backup(&result?, json, quiet, started)
+}
+
+/// The identities to decrypt `m` with.
+fn identities(args: &DecryptArgs, m: &Manifest) -> Result<Identities> {
+    decryptors(args, &format!("backup {}", m.id), m.encryption.passphrase)
+}
+
+/// Identities and passphrase from the flags, the default identity file
+/// standing in when neither is given.
+fn decryptors(args: &DecryptArgs, what: &str, needs_passphrase: bool) -> Result<Identities> {
+    let pass = passphrase(&args.passphrase)?;
+    let path = match &args.identity {
+        Some(p) => Some(p.clone()),
+        None => Some(defaults::identity_path()?).filter(|p| p.exists()),
+    };
+    let ids = match (&path, pass) {
+        (Some(p), Some(pass)) if args.identity.is_some() => {
+            Identities::from_file(p)?.with_passphrase(pass)
+        }
+        (_, Some(pass)) => Identities::passphrase(pass),
+        (Some(p), None) => Identities::from_file(p)?,
+        (None, None) if needs_passphrase => bail!(
+            "{what} is encrypted to a passphrase: pass --passphrase-file FILE or \
+             --passphrase-env VAR"
+        ),
+        (None, None) => bail!(
+            "no identity to decrypt {what} with: pass --identity FILE (the default, {}, does \
+             not exist)",
+            defaults::identity_path()?.display()
+        ),
+    };
+    Ok(ids)
+}
+
+async fn restore(
+    repo_args: &RepoArgs,
+    which: &WhichArgs,
+    keys: &DecryptArgs,
+    target: PathBuf,
+    mut force: bool,
+    quiet: bool,
+) -> Result<()> {
+    let (repo, _) = repository(repo_args)?;
+    let manifest = find(&repo, which).await?;
+    let ids = identities(keys, &manifest)?;
+    let target = if target.as_os_str() == "-" {
+        if io::stdout().is_terminal() {
+            return Err(usage(
+                "refusing to write a backup to a terminal; redirect standard output",
+            ));
+        }
+        RestoreTarget::Writer(Box::new(io::stdout()))
+    } else {
+        if !force && occupied(&target) && confirm(&target)? {
+            force = true;
+        }
+        RestoreTarget::Path(target)
+    };
+    let bar = Bar::new(quiet, "restoring");
+    bar.set_total(manifest.sizes.raw);
+    let opts = RestoreOptions::default()
+        .with_force(force)
+        .with_progress(Arc::clone(&bar) as Arc<dyn Progress>);
+    let started = Instant::now();
+    let result = repo.restore(&manifest, &ids, target, &opts).await;
+    bar.finish();
+    let report = result?;
+    if !quiet {
+        eprintln!(
+            "restored backup {} ({}{}) to {} in {:.1?}",
+            manifest.id,
+            HumanBytes(report.bytes),
+            report
+                .entries
+                .map(|n| format!(", {n} entries"))
+                .unwrap_or_default(),
+            report.target,
+            started.elapsed()
+        );
+    }
+    Ok(())
+}
+
+/// True when `path` is a non-empty directory or a non-empty file.
+fn occupied(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(md) if md.is_dir() => std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some()),
+        Ok(md) => md.len() > 0,
+        Err(_) => false,
+    }
+}
+
+/// Asks on the terminal whether to restore over `path`; false when there is
+/// no terminal to ask on.
+fn confirm(path: &Path) -> Result<bool> {
+    if !(io::stdin().is_terminal() && io::stderr().is_terminal()) {
+        return Ok(false);
+    }
+    eprint!("{} is not empty. Restore over it? [y/N] ", path.display());
+    io::stderr().flush()?;
+    let mut answer = String::new();
+    io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+async fn verify(
+    repo_args: &RepoArgs,
+    which: &WhichArgs,
+    keys: &DecryptArgs,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    let (repo, _) = repository(repo_args)?;
+    let manifest = find(&repo, which).await?;
+    let ids = identities(keys, &manifest)?;
+    let bar = Bar::new(quiet || json, "verifying");
+    bar.set_total(manifest.sizes.raw);
+    let started = Instant::now();
+    let result = repo
+        .verify(&manifest, &ids, Arc::clone(&bar) as Arc<dyn Progress>)
+        .await;
+    bar.finish();
+    if json {
+        let value = output::verify_json(&manifest, &result, started.elapsed());
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    let report = result.map_err(|e| anyhow!(e))?;
+    if !json {
+        println!(
+            "ok: backup {} verified: {} stored, {} plaintext{}, SHA-256 digests match ({:.1?})",
+            report.id,
+            HumanBytes(report.stored),
+            HumanBytes(report.raw),
+            report
+                .entries
+                .map(|n| format!(", {n} archive entries"))
+                .unwrap_or_default(),
+            started.elapsed()
+        );
+    }
+    Ok(())
+}

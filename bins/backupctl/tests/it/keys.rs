@@ -1,0 +1,151 @@
+//! Keys and secrets: private files, passphrases from the environment or a
+//! file, and no secret ever printed.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Output;
+
+use crate::{Sandbox, text};
+
+/// Asserts that no output of `out` contains any of `secrets`.
+fn assert_no_secret(out: &Output, secrets: &[&str]) {
+    let all = text(out);
+    for s in secrets {
+        assert!(!all.contains(s), "a secret was printed: {all}");
+    }
+    assert!(
+        !all.contains("AGE-SECRET-KEY-"),
+        "a secret key was printed: {all}"
+    );
+}
+
+#[test]
+fn keygen_writes_a_private_identity_once() {
+    let sb = Sandbox::new();
+    let key = sb.path("keys/id.txt");
+    let out = sb.run([OsStr::new("keygen"), OsStr::new("-o"), key.as_os_str()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_no_secret(&out, &[]);
+    let recipient = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(recipient.starts_with("age1"), "{recipient}");
+    assert_eq!(
+        fs::metadata(&key).expect("stat").permissions().mode() & 0o777,
+        0o600
+    );
+    let text_of_key = fs::read_to_string(&key).expect("read");
+    assert!(text_of_key.contains(&recipient) && text_of_key.contains("AGE-SECRET-KEY-1"));
+
+    let again = sb.run([OsStr::new("keygen"), OsStr::new("-o"), key.as_os_str()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(
+        fs::read_to_string(&key).expect("read"),
+        text_of_key,
+        "not overwritten"
+    );
+}
+
+#[test]
+fn an_identity_others_can_read_is_refused() {
+    let sb = Sandbox::new();
+    let src = sb.tricky_tree("src");
+    sb.ok([OsStr::new("backup"), src.as_os_str(), OsStr::new("-q")]);
+    let key = sb.path("home/.config/shipshape/identity.txt");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = sb.run(["verify", "latest"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("readable by group or others") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    assert_no_secret(&out, &[]);
+}
+
+#[test]
+fn passphrases_come_from_the_environment_or_a_file() {
+    let sb = Sandbox::new();
+    let src = sb.tricky_tree("src");
+    let secret = "tr0ub4dor&3-horse";
+    let out = sb
+        .cmd([
+            OsStr::new("backup"),
+            src.as_os_str(),
+            OsStr::new("--passphrase-env"),
+            OsStr::new("BACKUP_PASS"),
+            OsStr::new("--json"),
+        ])
+        .env("BACKUP_PASS", secret)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_no_secret(&out, &[secret]);
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json manifest");
+    assert_eq!(manifest["encryption"]["passphrase"], true);
+
+    let pass_file = sb.path("pass.txt");
+    fs::write(&pass_file, format!("{secret}\n")).expect("write");
+    fs::set_permissions(&pass_file, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let dst = sb.path("out");
+    let out = sb.run([
+        OsStr::new("restore"),
+        OsStr::new("latest"),
+        OsStr::new("--passphrase-file"),
+        pass_file.as_os_str(),
+        OsStr::new("-t"),
+        dst.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    test_support::tree::assert_same_tree(&src, &dst);
+
+    // Wrong passphrase: a clear failure, and the attempt is not echoed.
+    let out = sb
+        .cmd(["verify", "latest", "--passphrase-env", "P"])
+        .env("P", "not-the-passphrase")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be decrypted"),
+        "{}",
+        text(&out)
+    );
+    assert_no_secret(&out, &[secret, "not-the-passphrase"]);
+
+    // No passphrase given for a passphrase backup: told what to pass.
+    let out = sb.run(["verify", "latest"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--passphrase-file"),
+        "{}",
+        text(&out)
+    );
+
+    // A passphrase file others can read is refused.
+    fs::set_permissions(&pass_file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = sb.run([
+        OsStr::new("verify"),
+        OsStr::new("latest"),
+        OsStr::new("--passphrase-file"),
+        pass_file.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_no_secret(&out, &[secret]);
+}
+
+#[test]
+fn json_outputs_hold_no_secrets() {
+    let sb = Sandbox::new();
+    let src = sb.tricky_tree("src");
+    let backup = sb.run([OsStr::new("backup"), src.as_os_str(), OsStr::new("--json")]);
+    assert!(backup.status.success(), "{}", text(&backup));
+    for out in [
+        backup,
+        sb.run(["list", "--json"]),
+        sb.run(["verify", "latest", "--json"]),
+    ] {
+        assert!(out.status.success(), "{}", text(&out));
+        let _: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+        assert_no_secret(&out, &[]);
+    }
+}

@@ -1,0 +1,352 @@
+//! Keys: who can decrypt a backup ([`Recipients`]) and what decrypts it
+//! ([`Identities`]).
+//!
+//! Backups are encrypted with [age]: to one or more X25519 public keys
+//! (`age1...`), so the machine making backups needs only public keys, or to
+//! a passphrase. Identity files use age's format, so `age-keygen` output works
+//! here and `backupctl keygen` output works with `age -d -i`.
+//!
+//! Secrets never appear in `Debug` output or error messages, and identity
+//! and passphrase files that group or others can read are refused.
+//!
+//! [age]: https://age-encryption.org/v1
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::str::FromStr;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use age::x25519;
+
+use crate::error::{Error, Result};
+
+/// Largest identity or passphrase file read (they are a few hundred bytes).
+const MAX_SECRET_FILE: u64 = 1 << 20;
+
+/// Who can decrypt a backup.
+#[derive(Clone)]
+pub enum Recipients {
+    /// Anyone holding the identity of one of these X25519 public keys.
+    Keys(Vec<x25519::Recipient>),
+    /// Anyone knowing this passphrase (scrypt-protected file key).
+    Passphrase(SecretString),
+}
+
+impl Recipients {
+    /// Parses `age1...` public keys. At least one is required.
+    pub fn parse<S: AsRef<str>>(keys: impl IntoIterator<Item = S>) -> Result<Self> {
+        let keys = keys
+            .into_iter()
+            .map(|k| {
+                let k = k.as_ref().trim();
+                x25519::Recipient::from_str(k).map_err(|reason| Error::InvalidRecipient {
+                    recipient: k.to_owned(),
+                    reason: reason.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Err(Error::Config("at least one recipient is required".into()));
+        }
+        Ok(Recipients::Keys(keys))
+    }
+
+    /// Encrypt to a passphrase instead of public keys.
+    pub fn passphrase(passphrase: SecretString) -> Self {
+        Recipients::Passphrase(passphrase)
+    }
+
+    /// The public keys, as recorded in manifests (empty for a passphrase).
+    pub fn public_keys(&self) -> Vec<String> {
+        match self {
+            Recipients::Keys(keys) => keys.iter().map(ToString::to_string).collect(),
+            Recipients::Passphrase(_) => Vec::new(),
+        }
+    }
+
+    /// True when encrypting to a passphrase.
+    pub fn is_passphrase(&self) -> bool {
+        matches!(self, Recipients::Passphrase(_))
+    }
+
+    pub(crate) fn encryptor(&self) -> Result<age::Encryptor> {
+        match self {
+            Recipients::Keys(keys) => {
+                age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
+                    .map_err(|e| Error::Encrypt(e.to_string()))
+            }
+            Recipients::Passphrase(p) => Ok(age::Encryptor::with_user_passphrase(p.clone())),
+        }
+    }
+}
+
+impl fmt::Debug for Recipients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Recipients::Keys(_) => f.debug_tuple("Keys").field(&self.public_keys()).finish(),
+            Recipients::Passphrase(_) => f.write_str("Passphrase(<redacted>)"),
+        }
+    }
+}
+
+/// What can decrypt backups: X25519 identities and/or a passphrase.
+#[derive(Clone, Default)]
+pub struct Identities {
+    keys: Vec<x25519::Identity>,
+    passphrase: Option<SecretString>,
+}
+
+impl Identities {
+    /// Reads an age identity file (`AGE-SECRET-KEY-1...` lines, `#` comments),
+    /// refusing it when group or others can read it.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = read_secret_file(path)?;
+        Self::parse(text.expose_secret()).map_err(|problem| Error::Key {
+            path: path.to_owned(),
+            problem,
+        })
+    }
+
+    /// Parses the text of an age identity file. The error names the line but
+    /// never repeats its content, which may be secret.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut keys = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let key = x25519::Identity::from_str(line).map_err(|_| {
+                format!(
+                    "line {} is not an age X25519 identity (expected AGE-SECRET-KEY-1...)",
+                    n + 1
+                )
+            })?;
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err("contains no identity (expected an AGE-SECRET-KEY-1... line)".into());
+        }
+        Ok(Identities {
+            keys,
+            passphrase: None,
+        })
+    }
+
+    /// Identities holding just this key.
+    pub fn from_key(key: x25519::Identity) -> Self {
+        Identities {
+            keys: vec![key],
+            passphrase: None,
+        }
+    }
+
+    /// Identities holding just a passphrase.
+    pub fn passphrase(passphrase: SecretString) -> Self {
+        Identities {
+            keys: Vec::new(),
+            passphrase: Some(passphrase),
+        }
+    }
+
+    /// Adds a passphrase to try as well.
+    pub fn with_passphrase(mut self, passphrase: SecretString) -> Self {
+        self.passphrase = Some(passphrase);
+        self
+    }
+
+    /// The public keys of the X25519 identities.
+    pub fn recipients(&self) -> Vec<x25519::Recipient> {
+        self.keys.iter().map(x25519::Identity::to_public).collect()
+    }
+
+    /// True when there is nothing to decrypt with.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.passphrase.is_none()
+    }
+
+    /// Just the identity whose public key is `key` (no passphrase).
+    pub(crate) fn only(&self, key: &x25519::Recipient) -> Identities {
+        let keys = self
+            .keys
+            .iter()
+            .filter(|k| k.to_public().to_string() == key.to_string())
+            .cloned()
+            .collect();
+        Identities {
+            keys,
+            passphrase: None,
+        }
+    }
+
+    pub(crate) fn age_identities(&self) -> Vec<Box<dyn age::Identity + Send + Sync>> {
+        let mut out: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
+        for key in &self.keys {
+            out.push(Box::new(key.clone()));
+        }
+        if let Some(p) = &self.passphrase {
+            out.push(Box::new(age::scrypt::Identity::new(p.clone())));
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Identities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let public: Vec<String> = self.recipients().iter().map(ToString::to_string).collect();
+        f.debug_struct("Identities")
+            .field("public_keys", &public)
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Generates a new X25519 identity.
+pub fn generate() -> x25519::Identity {
+    x25519::Identity::generate()
+}
+
+/// Writes `key` as an age identity file with mode 0600 (its directory is
+/// created with mode 0700 if missing). Refuses to replace an existing file.
+pub fn write_identity_file(path: &Path, key: &x25519::Identity) -> Result<()> {
+    let err = |e: io::Error| Error::Key {
+        path: path.to_owned(),
+        problem: format!("cannot write identity file: {e}"),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+    }
+    let mut file = fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::Key {
+                    path: path.to_owned(),
+                    problem: "already exists; refusing to overwrite an identity \
+                              (backups encrypted to it would become unreadable)"
+                        .into(),
+                }
+            } else {
+                err(e)
+            }
+        })?;
+    let text = format!(
+        "# created: {}\n# public key: {}\n{}\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        key.to_public(),
+        key.to_string().expose_secret()
+    );
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(err)
+}
+
+/// Reads a small secret file (identity or passphrase), refusing one that
+/// group or others can read.
+pub fn read_secret_file(path: &Path) -> Result<SecretString> {
+    let key_err = |problem: String| Error::Key {
+        path: path.to_owned(),
+        problem,
+    };
+    let md = fs::metadata(path).map_err(|e| key_err(format!("cannot read: {e}")))?;
+    if !md.is_file() {
+        return Err(key_err("is not a regular file".into()));
+    }
+    let mode = md.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(key_err(format!(
+            "is readable by group or others (mode {mode:04o}); a secret must be private: \
+             run `chmod 600 {}`",
+            path.display()
+        )));
+    }
+    if md.len() > MAX_SECRET_FILE {
+        return Err(key_err(
+            "is too large to be an identity or passphrase file".into(),
+        ));
+    }
+    let text = fs::read_to_string(path).map_err(|e| key_err(format!("cannot read: {e}")))?;
+    Ok(SecretString::from(text))
+}
+
+/// Reads a passphrase file: its first line, without the line ending.
+pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
+    let text = read_secret_file(path)?;
+    let line = text.expose_secret().lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(Error::Key {
+            path: path.to_owned(),
+            problem: "is empty; expected the passphrase on its first line".into(),
+        });
+    }
+    Ok(SecretString::from(line.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_file_round_trip_and_permissions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/id.txt");
+        let key = generate();
+        write_identity_file(&path, &key).expect("write");
+        let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let ids = Identities::from_file(&path).expect("read back");
+        assert_eq!(ids.recipients()[0].to_string(), key.to_public().to_string());
+        assert!(
+            write_identity_file(&path, &key).is_err(),
+            "must not overwrite"
+        );
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = Identities::from_file(&path)
+            .expect_err("world-readable")
+            .to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn bad_identity_lines_are_reported_without_content() {
+        let err = Identities::parse("# c\nAGE-SECRET-KEY-1NOTAKEY\n").expect_err("bad");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("NOTAKEY"), "{err}");
+        assert!(Identities::parse("# only comments\n").is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let key = generate();
+        let secret = key.to_string().expose_secret().to_owned();
+        let ids =
+            Identities::from_key(key).with_passphrase(SecretString::from("hunter2".to_owned()));
+        let dbg = format!("{ids:?}");
+        assert!(!dbg.contains(&secret) && !dbg.contains("hunter2"), "{dbg}");
+        let r = Recipients::passphrase(SecretString::from("hunter2".to_owned()));
+        assert!(!format!("{r:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn recipients_are_parsed() {
+        let key = generate().to_public().to_string();
+        let r = Recipients::parse([key.as_str()]).expect("valid");
+        assert_eq!(r.public_keys(), vec![key]);
+        assert!(Recipients::parse(["age1bogus"]).is_err());
+        assert!(Recipients::parse(Vec::<String>::new()).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! Streaming, encrypted, verifiable backups.
+//!
+//! `backup-core` turns a source (a file, a directory, standard input or a
+//! command's output) into a compressed, encrypted object in a [`Store`], and
+//! back. The stored object is a standard [age] file holding a standard zstd
+//! stream (of a tar archive, for directories), so stock tools restore it
+//! without this crate:
+//!
+//! ```text
+//! age -d -i identity.txt data/ID.tar.zst.age | zstd -d | tar -x
+//! ```
+//!
+//! Data flows through bounded, back-pressured stages on their own threads
+//! (read -> zstd on all cores -> age -> store), so memory is fixed by
+//! [`PipelineOptions`], never by the size of the input, and nothing is staged
+//! on disk. A JSON [`Manifest`] written after the data records sizes and the
+//! SHA-256 of the plaintext and of the stored object; restores and verifies
+//! check both.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use backup_core::{
+//!     BackupOptions, BackupRef, Identities, MemoryStore, Recipients, Repository,
+//!     RestoreOptions, RestoreTarget, Source, keys,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), backup_core::Error> {
+//! let dir = tempfile::tempdir().unwrap();
+//! std::fs::write(dir.path().join("hello.txt"), "hello, world\n").unwrap();
+//!
+//! // The backup host needs only the public key.
+//! let key = keys::generate();
+//! let recipients = Recipients::Keys(vec![key.to_public()]);
+//!
+//! let repo = Repository::new(Arc::new(MemoryStore::new()));
+//! let manifest = repo
+//!     .backup(Source::path(dir.path()), &BackupOptions::new(recipients).with_name("docs"))
+//!     .await?;
+//!
+//! // Restoring needs the identity.
+//! let latest = repo.find(&BackupRef::Latest { name: Some("docs".into()) }).await?;
+//! assert_eq!(latest.id, manifest.id);
+//! let scratch = tempfile::tempdir().unwrap();
+//! let out = scratch.path().join("restored");
+//! repo.restore(&latest, &Identities::from_key(key), RestoreTarget::Path(out.clone()),
+//!              &RestoreOptions::default()).await?;
+//! assert_eq!(std::fs::read_to_string(out.join("hello.txt")).unwrap(), "hello, world\n");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [age]: https://age-encryption.org/v1
+
+mod error;
+mod import;
+pub mod keys;
+pub mod manifest;
+mod pipeline;
+pub mod progress;
+mod repo;
+mod restore;
+pub mod source;
+pub mod stages;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use keys::{Identities, Recipients};
+pub use manifest::{BackupId, Manifest};
+pub use pipeline::PipelineOptions;
+pub use progress::{NoProgress, Progress};
+pub use repo::{BackupOptions, BackupRef, Listing, Repository, VerifyReport};
+pub use restore::{RestoreOptions, RestoreReport, RestoreTarget};
+pub use source::Source;
+pub use store::{LocalStore, MemoryStore, Store, StoreExt};
+
+/// Re-exported so callers can build keys without depending on `age`.
+pub use age;

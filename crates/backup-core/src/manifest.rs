@@ -1,0 +1,368 @@
+//! The manifest: a small JSON document describing one complete backup.
+//!
+//! A manifest is written only after its data object is completely stored,
+//! so a data object without a manifest is by definition an incomplete backup
+//! and is never listed or restored. Manifests are stored unencrypted (they
+//! are needed to find and check backups before any key is at hand); they hold
+//! public keys, sizes and hashes, never secrets. Note that the SHA-256 of the
+//! plaintext lets someone who can read the store confirm a guess of a
+//! backup's exact content.
+//!
+//! ```
+//! # use backup_core::Manifest;
+//! let json = r#"{"format":1,"id":"20261122T030000Z-0a1b2c3d","name":"etc",
+//!   "source":{"kind":"directory","path":"/etc","entries":3},
+//!   "started_at":"2026-11-22T03:00:00Z","finished_at":"2026-11-22T03:00:01Z",
+//!   "payload":"tar","object":"data/20261122T030000Z-0a1b2c3d.tar.zst.age",
+//!   "sizes":{"raw":10240,"compressed":300,"stored":520},
+//!   "sha256":{"plaintext":"00000000000000000000000000000000000000000000000000000000000000aa",
+//!             "stored":"00000000000000000000000000000000000000000000000000000000000000bb"},
+//!   "compression":{"algorithm":"zstd","level":3},
+//!   "encryption":{"algorithm":"age","recipients":[],"passphrase":true},
+//!   "tool":{"name":"shipshape","version":"0.1.0"}}"#;
+//! let manifest = Manifest::from_json(json.as_bytes()).unwrap();
+//! assert_eq!(manifest.name, "etc");
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::store::validate_key;
+
+/// The manifest format this version writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Where manifests live in a repository.
+pub const MANIFEST_PREFIX: &str = "manifests/";
+/// Where data objects live in a repository.
+pub const DATA_PREFIX: &str = "data/";
+
+/// A backup's id: its UTC start time and a random suffix, e.g.
+/// `20261122T030000Z-0a1b2c3d`. Ids sort chronologically.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackupId(String);
+
+impl BackupId {
+    /// A new id for a backup starting at `at`.
+    pub fn generate(at: DateTime<Utc>) -> Self {
+        BackupId(format!(
+            "{}-{:08x}",
+            at.format("%Y%m%dT%H%M%SZ"),
+            rand::random::<u32>()
+        ))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key of this backup's manifest.
+    pub fn manifest_key(&self) -> String {
+        format!("{MANIFEST_PREFIX}{}.json", self.0)
+    }
+}
+
+impl FromStr for BackupId {
+    type Err = String;
+
+    /// Accepts 1-128 ASCII letters, digits, `-`, `_` and `.`, not starting
+    /// with `.`; anything else could escape the repository layout.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && !s.starts_with('.')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(BackupId(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{}` is not a backup id (expected something like 20261122T030000Z-0a1b2c3d)",
+                s.escape_debug()
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for BackupId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<BackupId> for String {
+    fn from(id: BackupId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A SHA-256 digest, serialized as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha256(pub [u8; 32]);
+
+impl TryFrom<String> for Sha256 {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out)
+            .map_err(|_| format!("`{}` is not a SHA-256 (64 hex digits)", s.escape_debug()))?;
+        Ok(Sha256(out))
+    }
+}
+
+impl From<Sha256> for String {
+    fn from(d: Sha256) -> String {
+        hex::encode(d.0)
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
+/// What was backed up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SourceInfo {
+    /// A single file, stored as its raw bytes.
+    File {
+        /// The file's path (lossy UTF-8).
+        path: String,
+    },
+    /// A directory tree, stored as a tar archive.
+    Directory {
+        /// The directory's path (lossy UTF-8).
+        path: String,
+        /// Number of archive entries (files, directories, links, ...).
+        entries: u64,
+    },
+    /// Standard input, stored as raw bytes.
+    Stdin,
+    /// A byte stream handed over by an embedding program, stored raw.
+    Stream {
+        /// What the program called it.
+        description: String,
+    },
+    /// An existing age-encrypted zstd file brought into the repository.
+    Imported {
+        /// The file's path (lossy UTF-8).
+        path: String,
+        /// Archive entries, when it holds a tar stream.
+        entries: Option<u64>,
+    },
+    /// A command's standard output, stored as raw bytes.
+    Command {
+        /// The program run. Its arguments are not recorded: they may hold
+        /// credentials, and manifests are not encrypted.
+        program: String,
+    },
+}
+
+/// How the plaintext is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    /// A tar archive (directory backups): `age -d | zstd -d | tar -x`.
+    Tar,
+    /// The source's bytes as they were read: `age -d | zstd -d > FILE`.
+    Raw,
+}
+
+/// Sizes at each stage of the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sizes {
+    /// Plaintext bytes (the tar archive, or the raw stream).
+    pub raw: u64,
+    /// Bytes after zstd.
+    pub compressed: u64,
+    /// Bytes of the stored age file.
+    pub stored: u64,
+}
+
+/// SHA-256 digests of the plaintext and of the stored object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digests {
+    /// Of the plaintext stream.
+    pub plaintext: Sha256,
+    /// Of the stored (encrypted) object.
+    pub stored: Sha256,
+}
+
+/// Compression settings used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compression {
+    /// Always `zstd`.
+    pub algorithm: String,
+    /// The zstd level; 0 when unknown (imported backups).
+    pub level: i32,
+}
+
+/// Encryption settings used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// Always `age`.
+    pub algorithm: String,
+    /// Public keys the backup was encrypted to.
+    pub recipients: Vec<String>,
+    /// True when encrypted to a passphrase.
+    pub passphrase: bool,
+}
+
+/// The program that wrote the backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    /// `shipshape`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+impl Tool {
+    /// This build of the library.
+    pub fn current() -> Self {
+        Tool {
+            name: "shipshape".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// Everything known about one complete backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version ([`MANIFEST_FORMAT`]).
+    pub format: u32,
+    /// The backup's id.
+    pub id: BackupId,
+    /// The backup's name (a job name, or the source's file name).
+    pub name: String,
+    /// What was backed up.
+    pub source: SourceInfo,
+    /// When reading the source began.
+    pub started_at: DateTime<Utc>,
+    /// When the data object was complete.
+    pub finished_at: DateTime<Utc>,
+    /// How the plaintext is laid out.
+    pub payload: Payload,
+    /// The data object's key in the store.
+    pub object: String,
+    /// Sizes at each stage.
+    pub sizes: Sizes,
+    /// Digests of the plaintext and the stored object.
+    pub sha256: Digests,
+    /// Compression settings.
+    pub compression: Compression,
+    /// Encryption settings.
+    pub encryption: Encryption,
+    /// The program that wrote it.
+    pub tool: Tool,
+    /// Non-fatal problems met while reading the source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Manifest {
+    /// Parses and checks a manifest. Errors describe the problem in one line.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        m.check()?;
+        Ok(m)
+    }
+
+    /// The manifest as pretty-printed JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain structs with string keys: serialization cannot fail.
+        let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Checks what the type system cannot: version, object key, algorithms.
+    fn check(&self) -> Result<(), String> {
+        if self.format != MANIFEST_FORMAT {
+            return Err(format!(
+                "manifest format {} is not supported by this version (which reads format \
+                 {MANIFEST_FORMAT}); upgrade shipshape",
+                self.format
+            ));
+        }
+        validate_key(&self.object).map_err(|e| e.to_string())?;
+        if !self.object.starts_with(DATA_PREFIX) {
+            return Err(format!(
+                "object `{}` is outside `{DATA_PREFIX}`",
+                self.object
+            ));
+        }
+        if self.compression.algorithm != "zstd" {
+            return Err(format!(
+                "unknown compression `{}`",
+                self.compression.algorithm
+            ));
+        }
+        if self.encryption.algorithm != "age" {
+            return Err(format!(
+                "unknown encryption `{}`",
+                self.encryption.algorithm
+            ));
+        }
+        if self.encryption.recipients.is_empty() && !self.encryption.passphrase {
+            return Err("no recipients and no passphrase".into());
+        }
+        Ok(())
+    }
+
+    /// Who can decrypt this backup, for messages.
+    pub fn encrypted_to(&self) -> String {
+        let mut parts: Vec<String> = self.encryption.recipients.clone();
+        if self.encryption.passphrase {
+            parts.push("a passphrase".into());
+        }
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_chronological_and_validated() {
+        let a = BackupId::generate("2026-01-02T03:04:05Z".parse().expect("time"));
+        assert!(a.as_str().starts_with("20260102T030405Z-"), "{a}");
+        let b = BackupId::generate("2026-01-02T03:04:06Z".parse().expect("time"));
+        assert!(a < b);
+        for bad in ["", "../x", ".hidden", "a/b", "a b", &"x".repeat(129)] {
+            assert!(bad.parse::<BackupId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn digest_hex_round_trip() {
+        let d = Sha256([0xab; 32]);
+        let s: String = d.into();
+        assert_eq!(Sha256::try_from(s).expect("hex"), d);
+        assert!(Sha256::try_from("zz".to_owned()).is_err());
+    }
+}

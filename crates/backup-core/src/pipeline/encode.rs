@@ -1,0 +1,261 @@
+//! Backup direction: source -> zstd -> age -> store.
+//!
+//! Three stages run at once:
+//!
+//! 1. *read* (a pipeline thread): the source writes into [`PlainSink`], which
+//!    hashes the plaintext and feeds zstd; zstd's own worker threads compress
+//!    and its output is cut into blocks for the next stage;
+//! 2. *seal* (a pipeline thread): age encrypts the compressed blocks, the
+//!    result is hashed and cut into chunks for the store;
+//! 3. *store* (the caller's task): [`Store::put`] consumes the chunks.
+//!
+//! The store sees the end of the stream only after every stage has finished
+//! successfully; any failure ends the stream with an error instead, so the
+//! store discards the partial object.
+
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use sha2::{Digest, Sha256 as Hasher};
+use tokio::sync::mpsc;
+
+use super::frames::{self, FrameWriter};
+use super::{
+    Measured, PipelineOptions, QUEUE, downstream_closed, first_failure, on_thread, split,
+    unwrap_io, upstream_failed, wrap,
+};
+use crate::error::{Error, Result};
+use crate::keys::Recipients;
+use crate::manifest::{Sha256, SourceInfo};
+use crate::progress::Progress;
+use crate::source::{ReadOptions, Sink, Source};
+use crate::store::{ByteStream, Store};
+
+/// The outcome of a successful encode.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub info: SourceInfo,
+    pub measured: Measured,
+    pub warnings: Vec<String>,
+}
+
+/// Streams `source` through the pipeline into `store` under `key`.
+pub(crate) async fn encode(
+    store: &dyn Store,
+    key: &str,
+    source: Source,
+    recipients: Recipients,
+    opts: &PipelineOptions,
+    skip_unreadable: bool,
+    progress: Arc<dyn Progress>,
+) -> Result<Encoded> {
+    opts.check()?;
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(QUEUE);
+
+    let (frames_tx, mut frames_rx) =
+        frames::start(opts.level, opts.workers, opts.frame_size, QUEUE)?;
+    let read_progress = Arc::clone(&progress);
+    let read = on_thread(move || {
+        let warnings = Mutex::new(Vec::new());
+        let warn = |message: String| {
+            tracing::warn!("{message}");
+            read_progress.warning(&message);
+            warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(message);
+        };
+        let mut plain = PlainSink {
+            buf: frames_tx.buffer(),
+            frames: frames_tx,
+            filled: 0,
+            hasher: Hasher::new(),
+            bytes: 0,
+            progress: read_progress.as_ref(),
+        };
+        let read_opts = ReadOptions {
+            skip_unreadable,
+            warn: &warn,
+        };
+        let info = source.produce(&mut plain, &read_opts)?;
+        let (raw, plaintext) = plain.finish()?;
+        let warnings = warnings.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok((info, raw, plaintext, warnings))
+    });
+
+    let seal_progress = Arc::clone(&progress);
+    let chunk_size = opts.chunk_size;
+    let seal = on_thread(move || {
+        let encryptor = recipients.encryptor()?;
+        let sink = StoredSink {
+            tx: chunk_tx,
+            buf: BytesMut::with_capacity(chunk_size),
+            chunk_size,
+            hasher: Hasher::new(),
+            bytes: 0,
+            progress: seal_progress.as_ref(),
+        };
+        let mut age = encryptor.wrap_output(sink).map_err(unwrap_io)?;
+        let mut compressed = 0u64;
+        while let Some(frame) = frames_rx.next()? {
+            age.write_all(&frame).map_err(unwrap_io)?;
+            compressed += frame.len() as u64;
+            frames_rx.recycle(frame);
+        }
+        let (stored, digest) = age.finish().map_err(unwrap_io)?.finish()?;
+        Ok((compressed, stored, digest))
+    });
+
+    let put = store.put(key, chunk_stream(chunk_rx));
+    let (read, seal, put) = tokio::join!(read, seal, put);
+    let (read, read_status) = split(read);
+    let (seal, seal_status) = split(seal);
+    let (_, put_status) = split(put);
+    first_failure([read_status, seal_status, put_status])?;
+    let (Some((info, raw, plaintext, warnings)), Some((compressed, stored, stored_sha))) =
+        (read, seal)
+    else {
+        return Err(Error::Interrupted(
+            "a pipeline stage returned no result".into(),
+        ));
+    };
+    Ok(Encoded {
+        info,
+        measured: Measured::new((raw, plaintext), compressed, (stored, stored_sha)),
+        warnings,
+    })
+}
+
+/// Hashes and counts the plaintext and cuts it into frames for the zstd
+/// workers. Sources read file data straight into its buffer.
+struct PlainSink<'p> {
+    frames: FrameWriter,
+    buf: Vec<u8>,
+    filled: usize,
+    hasher: Hasher,
+    bytes: u64,
+    progress: &'p dyn Progress,
+}
+
+impl PlainSink<'_> {
+    fn submit(&mut self) -> Result<()> {
+        let data = &self.buf[..self.filled];
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+        self.progress.plaintext(data.len() as u64);
+        let next = self.frames.buffer();
+        let full = std::mem::replace(&mut self.buf, next);
+        let len = std::mem::take(&mut self.filled);
+        self.frames.submit(full, len)
+    }
+
+    fn make_room(&mut self) -> io::Result<()> {
+        if self.filled == self.buf.len() {
+            self.submit().map_err(wrap)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(u64, Sha256)> {
+        if self.filled > 0 {
+            self.submit()?;
+        }
+        let digest = Sha256(self.hasher.clone().finalize().into());
+        let bytes = self.bytes;
+        self.frames.end()?;
+        Ok((bytes, digest))
+    }
+}
+
+impl Write for PlainSink<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.make_room()?;
+        let n = data.len().min(self.buf.len() - self.filled);
+        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.filled += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for PlainSink<'_> {
+    fn read_from(&mut self, from: &mut dyn Read, limit: u64) -> io::Result<usize> {
+        self.make_room()?;
+        let room = (self.buf.len() - self.filled) as u64;
+        let n = room.min(limit) as usize;
+        let n = from.read(&mut self.buf[self.filled..self.filled + n])?;
+        self.filled += n;
+        Ok(n)
+    }
+}
+
+/// A message to the store: a chunk, or the end of a complete stream.
+enum Chunk {
+    Data(Bytes),
+    End,
+}
+
+/// Hashes and counts the stored bytes and cuts them into chunks for the store.
+struct StoredSink<'p> {
+    tx: mpsc::Sender<Chunk>,
+    buf: BytesMut,
+    chunk_size: usize,
+    hasher: Hasher,
+    bytes: u64,
+    progress: &'p dyn Progress,
+}
+
+impl StoredSink<'_> {
+    fn send(&mut self) -> Result<()> {
+        let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.chunk_size));
+        self.progress.stored(full.len() as u64);
+        self.tx
+            .blocking_send(Chunk::Data(full.freeze()))
+            .map_err(|_| downstream_closed())
+    }
+
+    fn finish(mut self) -> Result<(u64, Sha256)> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        self.tx
+            .blocking_send(Chunk::End)
+            .map_err(|_| downstream_closed())?;
+        Ok((self.bytes, Sha256(self.hasher.finalize().into())))
+    }
+}
+
+impl Write for StoredSink<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if !self.buf.is_empty() && self.buf.len() + data.len() > self.chunk_size {
+            self.send().map_err(wrap)?;
+        }
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The store's view of the chunk channel: ends cleanly only after the end
+/// marker, and with an error if the sender went away without it.
+fn chunk_stream(rx: mpsc::Receiver<Chunk>) -> ByteStream {
+    futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Chunk::Data(bytes)) => Some((Ok(bytes), Some(rx))),
+            Some(Chunk::End) => None,
+            None => Some((Err(upstream_failed()), None)),
+        }
+    })
+    .boxed()
+}

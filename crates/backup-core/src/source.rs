@@ -1,0 +1,250 @@
+//! What to back up: a file, a directory (streamed as tar), standard input, or
+//! a command's standard output.
+//!
+//! A source is read on a pipeline thread straight into the compressor;
+//! nothing is staged on disk.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::manifest::{Payload, SourceInfo};
+
+mod command;
+mod tree;
+
+/// Size of the buffer sources read into: large reads keep syscalls few.
+pub(crate) const READ_BUF: usize = 256 << 10;
+
+/// What to back up.
+#[non_exhaustive]
+pub enum Source {
+    /// A regular file (stored raw) or a directory (stored as a tar archive);
+    /// which one is decided when the backup starts. Symbolic links given as
+    /// the path itself are followed; links inside a directory are stored as
+    /// links.
+    Path(PathBuf),
+    /// The process's standard input, stored raw.
+    Stdin,
+    /// A command's standard output, stored raw. The backup fails, and no
+    /// manifest is written, when the command exits unsuccessfully.
+    Command {
+        /// The program to run (looked up in `PATH`).
+        program: OsString,
+        /// Its arguments.
+        args: Vec<OsString>,
+    },
+    /// Any byte stream, stored raw: lets a service back up data it produces
+    /// itself without a temporary file.
+    Reader {
+        /// What the stream is, for the manifest and messages.
+        description: String,
+        /// The stream.
+        reader: Box<dyn Read + Send>,
+    },
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Source::Stdin => f.write_str("Stdin"),
+            Source::Command { program, args } => f
+                .debug_struct("Command")
+                .field("program", program)
+                .field("args", &args.len())
+                .finish(),
+            Source::Reader { description, .. } => f
+                .debug_struct("Reader")
+                .field("description", description)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Source {
+    /// A file or directory.
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        Source::Path(path.into())
+    }
+
+    /// Any byte stream, described by `description` (e.g. "orders export").
+    pub fn reader(description: impl Into<String>, reader: impl Read + Send + 'static) -> Self {
+        Source::Reader {
+            description: description.into(),
+            reader: Box::new(reader),
+        }
+    }
+
+    /// A command's standard output.
+    pub fn command<I, S>(program: impl Into<OsString>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Source::Command {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// A name for backups of this source when none is given: the file or
+    /// directory name, `stdin`, or the program's name.
+    pub fn default_name(&self) -> String {
+        let name = match self {
+            Source::Path(p) => fs::canonicalize(p)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Source::Stdin => Some("stdin".to_owned()),
+            Source::Command { program, .. } => Path::new(program)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+            Source::Reader { description, .. } => Some(description.clone()),
+        };
+        name.filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "backup".to_owned())
+    }
+
+    /// The number of bytes the source will produce, when it can be known
+    /// cheaply: a file's size, or the sum of a directory's file sizes (one
+    /// `stat` per entry). Meant for progress bars; the real count can differ
+    /// (tar headers, files changing).
+    pub fn estimate_size(&self) -> Option<u64> {
+        match self {
+            Source::Path(p) => {
+                let md = fs::metadata(p).ok()?;
+                if md.is_dir() {
+                    Some(tree::estimate(p))
+                } else {
+                    Some(md.len())
+                }
+            }
+            Source::Stdin | Source::Command { .. } | Source::Reader { .. } => None,
+        }
+    }
+
+    /// How this source's plaintext will be laid out.
+    pub(crate) fn payload(&self) -> Result<Payload> {
+        match self {
+            Source::Path(p) => {
+                let md = fs::metadata(p).map_err(|e| source_err(p, e))?;
+                if md.is_dir() {
+                    Ok(Payload::Tar)
+                } else {
+                    Ok(Payload::Raw)
+                }
+            }
+            Source::Stdin | Source::Command { .. } | Source::Reader { .. } => Ok(Payload::Raw),
+        }
+    }
+
+    /// Reads the whole source into `out`. Runs on a pipeline thread.
+    pub(crate) fn produce(self, out: &mut dyn Sink, opts: &ReadOptions<'_>) -> Result<SourceInfo> {
+        match self {
+            Source::Path(p) => {
+                let md = fs::metadata(&p).map_err(|e| source_err(&p, e))?;
+                let path = p.to_string_lossy().into_owned();
+                if md.is_dir() {
+                    let entries = tree::write_tar(&p, out, opts)?;
+                    Ok(SourceInfo::Directory { path, entries })
+                } else {
+                    let file = File::open(&p).map_err(|e| source_err(&p, e))?;
+                    copy(file, out).map_err(|e| e.into_error(&p.display().to_string()))?;
+                    Ok(SourceInfo::File { path })
+                }
+            }
+            Source::Stdin => {
+                copy(io::stdin().lock(), out).map_err(|e| e.into_error("standard input"))?;
+                Ok(SourceInfo::Stdin)
+            }
+            Source::Command { program, args } => command::run(&program, &args, out),
+            Source::Reader {
+                description,
+                reader,
+            } => {
+                copy(reader, out).map_err(|e| e.into_error(&description))?;
+                Ok(SourceInfo::Stream { description })
+            }
+        }
+    }
+}
+
+/// Options that affect how sources are read.
+pub(crate) struct ReadOptions<'a> {
+    /// Skip unreadable files and directories with a warning instead of failing.
+    pub skip_unreadable: bool,
+    /// Where warnings go.
+    pub warn: &'a (dyn Fn(String) + Sync),
+}
+
+pub(crate) fn source_err(path: &Path, source: io::Error) -> Error {
+    Error::Source {
+        what: path.display().to_string(),
+        source,
+    }
+}
+
+/// A failure while copying: on the reading side (the source's fault) or on
+/// the writing side (the pipeline's, reported as it is).
+#[derive(Debug)]
+pub(crate) enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl CopyError {
+    pub(crate) fn into_error(self, what: &str) -> Error {
+        match self {
+            CopyError::Read(source) => Error::Source {
+                what: what.to_owned(),
+                source,
+            },
+            CopyError::Write(e) => crate::pipeline::unwrap_io(e),
+        }
+    }
+}
+
+/// Where a source puts its bytes: `Write` for small pieces (tar headers),
+/// [`Sink::read_from`] to read file data straight into the pipeline's
+/// buffers without another copy.
+pub(crate) trait Sink: Write {
+    /// Reads at most `limit` bytes from `from` into the sink with one `read`
+    /// call; returns how many were read (0 at the end of `from`).
+    fn read_from(&mut self, from: &mut dyn Read, limit: u64) -> io::Result<usize>;
+}
+
+impl Sink for Vec<u8> {
+    fn read_from(&mut self, from: &mut dyn Read, limit: u64) -> io::Result<usize> {
+        let at = self.len();
+        self.resize(at + limit.min(READ_BUF as u64) as usize, 0);
+        let n = from.read(&mut self[at..]);
+        self.truncate(at + *n.as_ref().unwrap_or(&0));
+        n
+    }
+}
+
+/// Copies everything from `from` into `out`.
+pub(crate) fn copy(mut from: impl Read, out: &mut dyn Sink) -> Result<u64, CopyError> {
+    let mut total = 0;
+    loop {
+        match out.read_from(&mut from, u64::MAX) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(classify(e)),
+        }
+    }
+}
+
+/// Errors from [`Sink::read_from`] come from either side: those carrying a
+/// crate error are the pipeline's, plain I/O errors are the source's.
+pub(crate) fn classify(e: io::Error) -> CopyError {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        CopyError::Write(e)
+    } else {
+        CopyError::Read(e)
+    }
+}

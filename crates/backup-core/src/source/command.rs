@@ -1,0 +1,97 @@
+//! A command's standard output as a source.
+
+use std::ffi::OsString;
+use std::io::{self, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+
+use super::{Sink, copy};
+use crate::error::{Error, Result};
+use crate::manifest::SourceInfo;
+
+/// Bytes of the command's standard error kept for error messages.
+const STDERR_TAIL: usize = 4096;
+
+/// Runs `program args...`, streams its standard output into `out`, and fails
+/// unless it exits with status 0. Its standard error is logged line by line
+/// at `debug` level and its tail is quoted when it fails.
+pub(super) fn run(program: &OsString, args: &[OsString], out: &mut dyn Sink) -> Result<SourceInfo> {
+    let name = Path::new(program).display().to_string();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Command {
+            command: name.clone(),
+            status: format!("could not be started: {e}"),
+            stderr: String::new(),
+        })?;
+    let stderr = child.stderr.take().map(|err| {
+        let name = name.clone();
+        thread::spawn(move || tail(err, &name))
+    });
+    let copied = match child.stdout.take() {
+        Some(stdout) => copy(stdout, out),
+        None => Ok(0),
+    };
+    if copied.is_err() {
+        // The pipeline stopped; do not leave the command blocked on a full pipe.
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    copied.map_err(|e| e.into_error(&format!("the output of `{name}`")))?;
+    let status = status.map_err(|e| Error::Command {
+        command: name.clone(),
+        status: format!("could not be waited for: {e}"),
+        stderr: String::new(),
+    })?;
+    if !status.success() {
+        let stderr = if stderr.trim().is_empty() {
+            String::new()
+        } else {
+            format!("; its standard error ended with:\n{}", stderr.trim_end())
+        };
+        return Err(Error::Command {
+            command: name,
+            status: describe(status),
+            stderr,
+        });
+    }
+    Ok(SourceInfo::Command { program: name })
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        (None, None) => format!("ended abnormally ({status})"),
+    }
+}
+
+/// Reads a stream to its end, logging lines and keeping the last few KiB.
+fn tail(mut from: impl Read, name: &str) -> String {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                    tracing::debug!(command = name, "{line}");
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > STDERR_TAIL {
+                    kept.drain(..kept.len() - STDERR_TAIL);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}

@@ -1,0 +1,398 @@
+//! A directory tree as a GNU tar stream.
+//!
+//! Entries are named `./relative/path`, in sorted order, like
+//! `tar -C DIR -cf - .`, so the stream extracts with any tar. Kept: regular
+//! files, directories (empty ones too), symbolic links (never followed),
+//! hard links (as link entries to the first path seen), FIFOs and device
+//! nodes, permissions, owner ids and mtimes (whole seconds). Names of any
+//! length and any bytes (GNU long-name entries), files of any size (GNU
+//! base-256 size field above 8 GiB). Sockets are skipped with a warning.
+//!
+//! A file that shrinks while it is read is padded with zeros to the size
+//! recorded in its header, and a warning says so; one that grows is stored
+//! up to that size. Either way the archive stays well-formed.
+
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use tar::{Builder, EntryType, Header, HeaderMode};
+use walkdir::WalkDir;
+
+use super::{CopyError, ReadOptions, Sink, classify};
+use crate::error::{Error, Result};
+
+/// Files up to this size are read ahead by the walker thread.
+const PREFETCH_MAX: u64 = 64 << 10;
+/// The walker hands over entries in batches of up to this many entries or
+/// [`BATCH_BYTES`] of prefetched data, so threads meet once per batch, not
+/// once per file.
+const BATCH_ITEMS: usize = 64;
+const BATCH_BYTES: usize = 256 << 10;
+/// Batches the walker may run ahead: at most about 1.3 MiB of read-ahead.
+const AHEAD: usize = 4;
+
+/// One archive entry, found (and for small files, read) by the walker.
+enum Item {
+    Dir {
+        name: PathBuf,
+        md: Metadata,
+    },
+    File {
+        name: PathBuf,
+        md: Metadata,
+        path: PathBuf,
+        body: Body,
+    },
+    HardLink {
+        name: PathBuf,
+        md: Metadata,
+        first: PathBuf,
+    },
+    Symlink {
+        name: PathBuf,
+        md: Metadata,
+        target: PathBuf,
+    },
+    Special {
+        name: PathBuf,
+        md: Metadata,
+    },
+    Socket {
+        path: PathBuf,
+    },
+    Failed {
+        path: PathBuf,
+        err: io::Error,
+    },
+}
+
+enum Body {
+    /// The whole content, read ahead (shorter than the size if the file
+    /// shrank meanwhile).
+    Read(Vec<u8>),
+    /// An open file, read by the archive writer straight into the pipeline.
+    Open(File),
+}
+
+/// Streams the tree under `root` as a tar archive into `out` and returns the
+/// number of entries written.
+///
+/// Two threads: a walker lists the tree, stats every entry, opens files and
+/// reads small ones ahead; this thread writes headers and bodies. On a tree
+/// of many small files the system calls would otherwise leave the
+/// compressors waiting.
+pub(crate) fn write_tar(root: &Path, out: &mut dyn Sink, opts: &ReadOptions<'_>) -> Result<u64> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("shipshape-walk".into())
+            .spawn_scoped(scope, || walk(root, tx))
+            .map_err(|e| Error::Interrupted(format!("cannot start the walker thread: {e}")))?;
+        archive(rx, out, opts)
+    })
+}
+
+/// Lists `root` in sorted order and sends its items in batches, stopping
+/// when the receiver is gone.
+fn walk(root: &Path, tx: SyncSender<Vec<Item>>) {
+    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let (mut batch, mut bytes) = (Vec::with_capacity(BATCH_ITEMS), 0usize);
+    let entries = WalkDir::new(root)
+        .follow_links(false)
+        .follow_root_links(true)
+        .sort_by_file_name();
+    for found in entries {
+        let item = match found {
+            Err(e) => Item::Failed {
+                path: e.path().unwrap_or(root).to_owned(),
+                err: e
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("filesystem loop")),
+            },
+            Ok(entry) => describe(root, entry.path(), entry.metadata(), &mut links),
+        };
+        if let Item::File {
+            body: Body::Read(data),
+            ..
+        } = &item
+        {
+            bytes += data.len();
+        }
+        batch.push(item);
+        if batch.len() == BATCH_ITEMS || bytes >= BATCH_BYTES {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ITEMS));
+            bytes = 0;
+            if tx.send(full).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = tx.send(batch);
+}
+
+fn describe(
+    root: &Path,
+    path: &Path,
+    md: std::result::Result<Metadata, walkdir::Error>,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Item {
+    let failed = |err: io::Error| Item::Failed {
+        path: path.to_owned(),
+        err,
+    };
+    let md = match md {
+        Ok(md) => md,
+        Err(e) => {
+            return failed(
+                e.into_io_error()
+                    .unwrap_or_else(|| io::Error::other("no metadata")),
+            );
+        }
+    };
+    let name = archive_name(root, path);
+    let ft = md.file_type();
+    if ft.is_file() {
+        if let Some(first) = links.get(&(md.dev(), md.ino())) {
+            let first = first.clone();
+            return Item::HardLink { name, md, first };
+        }
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) => return failed(e),
+        };
+        if md.nlink() > 1 {
+            links.insert((md.dev(), md.ino()), name.clone());
+        }
+        let body = if md.len() <= PREFETCH_MAX {
+            let mut data = Vec::with_capacity(md.len() as usize);
+            match (&mut file).take(md.len()).read_to_end(&mut data) {
+                Ok(_) => Body::Read(data),
+                Err(e) => return failed(e),
+            }
+        } else {
+            Body::Open(file)
+        };
+        Item::File {
+            name,
+            md,
+            path: path.to_owned(),
+            body,
+        }
+    } else if ft.is_dir() {
+        Item::Dir { name, md }
+    } else if ft.is_symlink() {
+        match fs::read_link(path) {
+            Ok(target) => Item::Symlink { name, md, target },
+            Err(e) => failed(e),
+        }
+    } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+        Item::Special { name, md }
+    } else {
+        Item::Socket {
+            path: path.to_owned(),
+        }
+    }
+}
+
+/// Writes the walker's items as tar entries.
+fn archive(
+    batches: Receiver<Vec<Item>>,
+    out: &mut dyn Sink,
+    opts: &ReadOptions<'_>,
+) -> Result<u64> {
+    let mut builder = Builder::new(out);
+    let mut entries = 0u64;
+    for item in batches.into_iter().flatten() {
+        let (name, md) = match &item {
+            Item::Dir { name, md }
+            | Item::File { name, md, .. }
+            | Item::HardLink { name, md, .. }
+            | Item::Symlink { name, md, .. }
+            | Item::Special { name, md } => (name.clone(), md),
+            Item::Socket { path } => {
+                (opts.warn)(format!(
+                    "skipped {}: sockets and other special files cannot be archived",
+                    path.display()
+                ));
+                continue;
+            }
+            Item::Failed { .. } => {
+                if let Item::Failed { path, err } = item {
+                    skip_or_fail(opts, &path, err)?;
+                }
+                continue;
+            }
+        };
+        let mut header = Header::new_gnu();
+        header.set_metadata_in_mode(md, HeaderMode::Complete);
+        header.set_mode(md.mode() & 0o7777);
+        header.set_mtime(md.mtime().max(0) as u64);
+        match item {
+            Item::File { md, path, body, .. } => {
+                // The header goes through the tar crate (which handles long
+                // names); the body is streamed here with large reads instead
+                // of through its 8 KiB copy loop. `append_data` with an empty
+                // reader writes exactly the header (and any long-name entry)
+                // and no padding, so the archive continues with our body.
+                builder
+                    .append_data(&mut header, &name, io::empty())
+                    .map_err(write_err)?;
+                write_body(body, md.len(), *builder.get_mut(), &path, opts)?;
+            }
+            Item::HardLink { first, .. } => {
+                header.set_entry_type(EntryType::Link);
+                header.set_size(0);
+                builder
+                    .append_link(&mut header, &name, &first)
+                    .map_err(write_err)?;
+            }
+            Item::Symlink { target, .. } => {
+                header.set_size(0);
+                builder
+                    .append_link(&mut header, &name, &target)
+                    .map_err(write_err)?;
+            }
+            Item::Special { md, .. } => {
+                header.set_size(0);
+                if !md.file_type().is_fifo() {
+                    let (major, minor) = dev_numbers(md.rdev());
+                    header.set_device_major(major).map_err(write_err)?;
+                    header.set_device_minor(minor).map_err(write_err)?;
+                }
+                builder
+                    .append_data(&mut header, &name, io::empty())
+                    .map_err(write_err)?;
+            }
+            _ => {
+                header.set_size(0);
+                builder
+                    .append_data(&mut header, &name, io::empty())
+                    .map_err(write_err)?;
+            }
+        }
+        entries += 1;
+    }
+    builder.finish().map_err(write_err)?;
+    Ok(entries)
+}
+
+/// `./` for the root, `./rel/path` below it.
+fn archive_name(root: &Path, path: &Path) -> PathBuf {
+    match path.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => Path::new(".").join(rel),
+        _ => PathBuf::from("./"),
+    }
+}
+
+/// Copies exactly `size` bytes of the file into the archive and pads to the
+/// 512-byte block boundary.
+fn write_body(
+    body: Body,
+    size: u64,
+    out: &mut dyn Sink,
+    path: &Path,
+    opts: &ReadOptions<'_>,
+) -> Result<()> {
+    let mut left = size;
+    match body {
+        Body::Read(data) => {
+            out.write_all(&data).map_err(write_err)?;
+            left -= data.len() as u64;
+        }
+        Body::Open(mut file) => {
+            while left > 0 {
+                let n = match out.read_from(&mut file, left) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(classify(e).into_error(&path.display().to_string())),
+                };
+                left -= n as u64;
+            }
+        }
+    }
+    if left > 0 {
+        (opts.warn)(format!(
+            "{} shrank while it was read ({} of {size} bytes); the missing bytes were stored as zeros",
+            path.display(),
+            size - left
+        ));
+        let zeros = [0u8; 4096];
+        while left > 0 {
+            let n = zeros.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            out.write_all(&zeros[..n]).map_err(write_err)?;
+            left -= n as u64;
+        }
+    }
+    let pad = (512 - size % 512) % 512;
+    out.write_all(&[0u8; 512][..pad as usize])
+        .map_err(write_err)
+}
+
+fn skip_or_fail(opts: &ReadOptions<'_>, path: &Path, err: io::Error) -> Result<()> {
+    if opts.skip_unreadable {
+        (opts.warn)(format!("skipped {}: {err}", path.display()));
+        Ok(())
+    } else {
+        Err(Error::Source {
+            what: format!(
+                "{} (pass --skip-unreadable to back up the rest and record a warning)",
+                path.display()
+            ),
+            source: err,
+        })
+    }
+}
+
+fn write_err(e: io::Error) -> Error {
+    CopyError::Write(e).into_error("")
+}
+
+/// Splits a Linux `dev_t` into major and minor numbers (glibc's encoding).
+fn dev_numbers(dev: u64) -> (u32, u32) {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    (major as u32, minor as u32)
+}
+
+/// Sum of regular file sizes under `root`, for progress estimates.
+pub(crate) fn estimate(root: &Path) -> u64 {
+    WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|md| md.is_file())
+        .map(|md| md.len().div_ceil(512) * 512 + 512)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn device_numbers_split_like_glibc() {
+        // makedev(8, 1) and makedev(259, 70000)
+        assert_eq!(dev_numbers(0x801), (8, 1));
+        let dev = (259u64 & 0xfff) << 8 | (70000u64 & 0xff) | ((70000u64 & !0xff) << 12);
+        assert_eq!(dev_numbers(dev), (259, 70000));
+    }
+
+    #[test]
+    fn names_are_dot_relative() {
+        let root = Path::new("/srv/data");
+        assert_eq!(archive_name(root, root), PathBuf::from("./"));
+        assert_eq!(
+            archive_name(root, Path::new("/srv/data/a/b"))
+                .as_os_str()
+                .as_bytes(),
+            b"./a/b"
+        );
+    }
+}

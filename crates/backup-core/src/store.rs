@@ -1,0 +1,184 @@
+//! Where backups live: the [`Store`] trait and its implementations.
+//!
+//! A store holds opaque objects under `/`-separated keys. It knows nothing
+//! about backups; the [`Repository`](crate::Repository) decides the layout.
+//! Every store gives the same guarantee for [`Store::put`]: an object either
+//! appears complete or not at all. A stream that ends with an error, or a
+//! `put` future that is dropped, never leaves a visible object.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::error::{Error, Result};
+
+mod local;
+mod memory;
+
+pub use local::LocalStore;
+pub(crate) use local::file_stream;
+pub use memory::MemoryStore;
+
+/// A stream of object bytes. Chunk boundaries carry no meaning.
+///
+/// When a producer fails it yields an `Err` item; a store receiving one in
+/// [`Store::put`] discards what it has written and returns that error.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// What a store knows about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written, if the store knows.
+    pub modified: Option<DateTime<Utc>>,
+}
+
+/// Object storage for backups: a local directory, memory, or (with the
+/// `s3` feature, in a later release) an S3-compatible bucket.
+///
+/// Implementations must make `put` atomic (all or nothing) and must return
+/// [`Error::NotFound`] for a missing key in `get`, `head` and `delete`.
+#[async_trait]
+pub trait Store: Send + Sync + Debug {
+    /// A short human description used in messages, e.g. `local directory /srv/backups`.
+    fn describe(&self) -> String;
+
+    /// Stores `data` under `key`, replacing any existing object, and returns
+    /// the new object's metadata. Atomic: readers see the old object or the
+    /// complete new one.
+    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta>;
+
+    /// Streams an object's bytes.
+    async fn get(&self, key: &str) -> Result<ByteStream>;
+
+    /// An object's metadata.
+    async fn head(&self, key: &str) -> Result<ObjectMeta>;
+
+    /// All objects whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Deletes an object.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// Conveniences over any [`Store`].
+#[async_trait]
+pub trait StoreExt: Store {
+    /// Stores a small object held in memory.
+    async fn put_bytes(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+        self.put(key, futures::stream::once(async move { Ok(data) }).boxed())
+            .await
+    }
+
+    /// Reads a whole object into memory, refusing objects larger than `limit`
+    /// bytes (manifests are small; a huge one is damage or an attack).
+    async fn get_bytes(&self, key: &str, limit: u64) -> Result<Bytes> {
+        let mut stream = self.get(key).await?;
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if (buf.len() + chunk.len()) as u64 > limit {
+                return Err(Error::store(
+                    self.describe(),
+                    "get",
+                    key,
+                    format!("object is larger than the {limit} bytes allowed for it"),
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+/// `Arc<S>` and `Box<S>` are stores too, so `Arc<dyn Store>` can be passed
+/// wherever a store is expected.
+macro_rules! forward_store {
+    ($($wrapper:ident),*) => {$(
+        #[async_trait]
+        impl<S: Store + ?Sized> Store for $wrapper<S> {
+            fn describe(&self) -> String {
+                (**self).describe()
+            }
+            async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
+                (**self).put(key, data).await
+            }
+            async fn get(&self, key: &str) -> Result<ByteStream> {
+                (**self).get(key).await
+            }
+            async fn head(&self, key: &str) -> Result<ObjectMeta> {
+                (**self).head(key).await
+            }
+            async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+                (**self).list(prefix).await
+            }
+            async fn delete(&self, key: &str) -> Result<()> {
+                (**self).delete(key).await
+            }
+        }
+    )*};
+}
+
+forward_store!(Arc, Box);
+
+/// Checks that `key` is a relative, `/`-separated key every backend can hold:
+/// non-empty segments, no `.` or `..`, no NUL or backslash, at most 1024 bytes.
+pub fn validate_key(key: &str) -> Result<()> {
+    let reason = if key.is_empty() {
+        Some("empty key")
+    } else if key.len() > 1024 {
+        Some("longer than 1024 bytes")
+    } else if key.contains('\0') || key.contains('\\') {
+        Some("contains NUL or backslash")
+    } else if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        Some("empty, `.` or `..` path segment (or a leading or trailing `/`)")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a list prefix: empty, or a valid key optionally ending in `/`.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
+    match prefix.strip_suffix('/').unwrap_or(prefix) {
+        "" => Ok(()),
+        p => validate_key(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_validated() {
+        for good in ["a", "data/x.age", "manifests/2026/x.json", "a-b_c.d"] {
+            assert!(validate_key(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "../a", "a/./b", "a\\b", "a\0b"] {
+            assert!(validate_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_prefix("").is_ok());
+        assert!(validate_prefix("data/").is_ok());
+        assert!(validate_prefix("../").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! Manifests are read from the store, which anyone with write access to it
+//! can change: parsing must never panic, and what parses must round-trip.
+#![no_main]
+
+use backup_core::Manifest;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(m) = Manifest::from_json(data) {
+        let again = Manifest::from_json(&m.to_json()).expect("a parsed manifest re-parses");
+        assert_eq!(m, again);
+    }
+});

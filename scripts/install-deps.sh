@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what Shipshape's tests (and, with --bench, its comparison
+# benchmarks) need, reusing whatever is already installed. Safe to re-run.
+#
+#   scripts/install-deps.sh          # test tools: age, zstd, tar, mkfifo, setpriv, cargo-fuzz
+#   scripts/install-deps.sh --bench  # plus restic, openssl, gzip, GNU time
+set -euo pipefail
+
+bench=false
+[[ "${1:-}" == "--bench" ]] && bench=true
+
+# command -> Debian package
+declare -A want=(
+  [age]=age [age-keygen]=age [zstd]=zstd [tar]=tar [mkfifo]=coreutils [setpriv]=util-linux
+)
+if $bench; then
+  want+=([restic]=restic [openssl]=openssl [gzip]=gzip [/usr/bin/time]=time)
+fi
+
+missing=()
+for cmd in "${!want[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+done
+
+if ((${#missing[@]})); then
+  pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+  echo "installing Debian packages: $pkgs" >&2
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # Keep apt from starting services where a package ships an init script.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+  fi
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086
+  $sudo apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz" >&2
+  cargo install --locked --quiet cargo-fuzz
+fi
