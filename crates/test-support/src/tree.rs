@@ -115,23 +115,30 @@ fn join(root: &Path, segments: &[Vec<u8>]) -> PathBuf {
 }
 
 /// Creates the entries under `root` (which must exist). Entries that
-/// collide with earlier ones are skipped. Directory mtimes are set last,
+/// collide with earlier ones are skipped; missing parent directories are
+/// created with the entry's mtime. Directory mtimes are set last,
 /// deepest first, so creating children does not disturb them.
 pub fn build(root: &Path, spec: &[Entry]) -> io::Result<()> {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
     'entries: for entry in spec {
         let path = join(root, &entry.path);
-        // Skip when the path or a parent is taken by a non-directory.
+        // Skip when the path or a parent is taken by a non-directory;
+        // create missing parents, with a fixed past mtime so a tool that
+        // fails to restore directory mtimes is caught every time.
+        let mut missing = Vec::new();
         for i in 1..=entry.path.len() {
             let prefix = join(root, &entry.path[..i]);
             match fs::symlink_metadata(&prefix) {
                 Ok(md) if i == entry.path.len() || !md.is_dir() => continue 'entries,
-                _ => {}
+                Ok(_) => {}
+                Err(_) if i < entry.path.len() => missing.push(prefix),
+                Err(_) => {}
             }
         }
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+        for dir in missing {
+            fs::create_dir(&dir)?;
+            dirs.push((dir, entry.mtime));
         }
         match &entry.kind {
             Kind::File { content, mode } => {

@@ -43,7 +43,7 @@ fn key_file(dir: &std::path::Path) -> (Recipients, Identities, std::path::PathBu
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn gnu_tar_extracts_what_we_archive(spec in tree_spec(20)) {

@@ -13,13 +13,15 @@
 //! up to that size. Either way the archive stays well-formed.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use tar::{Builder, EntryType, Header, HeaderMode};
+use tar::{EntryType, Header, HeaderMode};
 use walkdir::WalkDir;
 
 use super::{CopyError, ReadOptions, Sink, classify};
@@ -153,8 +155,8 @@ fn describe(
             );
         }
     };
-    let name = archive_name(root, path);
     let ft = md.file_type();
+    let name = archive_name(root, path, ft.is_dir());
     if ft.is_file() {
         if let Some(first) = links.get(&(md.dev(), md.ino())) {
             let first = first.clone();
@@ -204,7 +206,6 @@ fn archive(
     out: &mut dyn Sink,
     opts: &ReadOptions<'_>,
 ) -> Result<u64> {
-    let mut builder = Builder::new(out);
     let mut entries = 0u64;
     for item in batches.into_iter().flatten() {
         let (name, md) = match &item {
@@ -212,7 +213,7 @@ fn archive(
             | Item::File { name, md, .. }
             | Item::HardLink { name, md, .. }
             | Item::Symlink { name, md, .. }
-            | Item::Special { name, md } => (name.clone(), md),
+            | Item::Special { name, md } => (name.as_os_str().as_bytes(), md),
             Item::Socket { path } => {
                 (opts.warn)(format!(
                     "skipped {}: sockets and other special files cannot be archived",
@@ -231,31 +232,14 @@ fn archive(
         header.set_metadata_in_mode(md, HeaderMode::Complete);
         header.set_mode(md.mode() & 0o7777);
         header.set_mtime(md.mtime().max(0) as u64);
-        match item {
-            Item::File { md, path, body, .. } => {
-                // The header goes through the tar crate (which handles long
-                // names); the body is streamed here with large reads instead
-                // of through its 8 KiB copy loop. `append_data` with an empty
-                // reader writes exactly the header (and any long-name entry)
-                // and no padding, so the archive continues with our body.
-                builder
-                    .append_data(&mut header, &name, io::empty())
-                    .map_err(write_err)?;
-                write_body(body, md.len(), *builder.get_mut(), &path, opts)?;
-            }
-            Item::HardLink { first, .. } => {
+        match &item {
+            Item::File { md, .. } => header.set_size(md.len()),
+            Item::Dir { .. } => header.set_size(0),
+            Item::HardLink { .. } => {
                 header.set_entry_type(EntryType::Link);
                 header.set_size(0);
-                builder
-                    .append_link(&mut header, &name, &first)
-                    .map_err(write_err)?;
             }
-            Item::Symlink { target, .. } => {
-                header.set_size(0);
-                builder
-                    .append_link(&mut header, &name, &target)
-                    .map_err(write_err)?;
-            }
+            Item::Symlink { .. } => header.set_size(0),
             Item::Special { md, .. } => {
                 header.set_size(0);
                 if !md.file_type().is_fifo() {
@@ -263,29 +247,90 @@ fn archive(
                     header.set_device_major(major).map_err(write_err)?;
                     header.set_device_minor(minor).map_err(write_err)?;
                 }
-                builder
-                    .append_data(&mut header, &name, io::empty())
-                    .map_err(write_err)?;
             }
-            _ => {
-                header.set_size(0);
-                builder
-                    .append_data(&mut header, &name, io::empty())
-                    .map_err(write_err)?;
-            }
+            Item::Socket { .. } | Item::Failed { .. } => {}
+        }
+        let link = match &item {
+            Item::HardLink { first, .. } => Some(first.as_os_str().as_bytes()),
+            Item::Symlink { target, .. } => Some(target.as_os_str().as_bytes()),
+            _ => None,
+        };
+        write_header(out, &mut header, name, link)?;
+        if let Item::File { md, path, body, .. } = item {
+            write_body(body, md.len(), out, &path, opts)?;
         }
         entries += 1;
     }
-    builder.finish().map_err(write_err)?;
+    // The end of the archive: two zero blocks.
+    out.write_all(&[0u8; 1024]).map_err(write_err)?;
     Ok(entries)
 }
 
-/// `./` for the root, `./rel/path` below it.
-fn archive_name(root: &Path, path: &Path) -> PathBuf {
-    match path.strip_prefix(root) {
-        Ok(rel) if !rel.as_os_str().is_empty() => Path::new(".").join(rel),
-        _ => PathBuf::from("./"),
+/// Writes `header` with `name` (and `link`, for links) exactly as given:
+/// values that do not fit the 100-byte fields go first into GNU long-name
+/// (`L`) and long-link (`K`) entries, as GNU tar writes them.
+///
+/// The tar crate's own path setters are not used: they drop the leading
+/// `./` from names that fit the header but keep it in long-name entries,
+/// and GNU tar, which matches directory prefixes textually when it restores
+/// directory mtimes, then stamps a directory before its long-named children
+/// are created in it.
+fn write_header(
+    out: &mut dyn Sink,
+    header: &mut Header,
+    name: &[u8],
+    link: Option<&[u8]>,
+) -> Result<()> {
+    if let Some(link) = link {
+        if link.len() > 100 {
+            write_long_entry(out, EntryType::GNULongLink, link)?;
+        }
+        fill(&mut header.as_old_mut().linkname, link);
     }
+    if name.len() > 100 {
+        write_long_entry(out, EntryType::GNULongName, name)?;
+    }
+    fill(&mut header.as_old_mut().name, name);
+    header.set_cksum();
+    out.write_all(header.as_bytes()).map_err(write_err)
+}
+
+/// Puts as much of `value` as fits into a NUL-padded header field.
+fn fill(field: &mut [u8; 100], value: &[u8]) {
+    let n = value.len().min(field.len());
+    field.fill(0);
+    field[..n].copy_from_slice(&value[..n]);
+}
+
+/// A GNU `././@LongLink` entry carrying `value` (NUL-terminated).
+fn write_long_entry(out: &mut dyn Sink, kind: EntryType, value: &[u8]) -> Result<()> {
+    let mut header = Header::new_gnu();
+    fill(&mut header.as_old_mut().name, b"././@LongLink");
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(value.len() as u64 + 1);
+    header.set_entry_type(kind);
+    header.set_cksum();
+    out.write_all(header.as_bytes()).map_err(write_err)?;
+    out.write_all(value).map_err(write_err)?;
+    // The terminating NUL, then padding to the block boundary.
+    let pad = (512 - (value.len() + 1) % 512) % 512;
+    out.write_all(&[0u8; 512][..1 + pad]).map_err(write_err)
+}
+
+/// `./` for the root, `./rel/path` below it, with a trailing `/` for
+/// directories, as GNU tar names them.
+fn archive_name(root: &Path, path: &Path, dir: bool) -> PathBuf {
+    let mut name = OsString::from("./");
+    if let Ok(rel) = path.strip_prefix(root) {
+        name.push(rel.as_os_str());
+        if dir && !rel.as_os_str().is_empty() {
+            name.push("/");
+        }
+    }
+    PathBuf::from(name)
 }
 
 /// Copies exactly `size` bytes of the file into the archive and pads to the
@@ -374,7 +419,6 @@ pub(crate) fn estimate(root: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn device_numbers_split_like_glibc() {
@@ -387,12 +431,15 @@ mod tests {
     #[test]
     fn names_are_dot_relative() {
         let root = Path::new("/srv/data");
-        assert_eq!(archive_name(root, root), PathBuf::from("./"));
+        assert_eq!(archive_name(root, root, true), PathBuf::from("./"));
+        let name = |p: &str, dir| archive_name(root, Path::new(p), dir);
         assert_eq!(
-            archive_name(root, Path::new("/srv/data/a/b"))
-                .as_os_str()
-                .as_bytes(),
+            name("/srv/data/a/b", false).as_os_str().as_bytes(),
             b"./a/b"
+        );
+        assert_eq!(
+            name("/srv/data/a/b", true).as_os_str().as_bytes(),
+            b"./a/b/"
         );
     }
 }
