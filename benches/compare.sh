@@ -2,7 +2,7 @@
 # Side by side, in one run: backupctl against what a user would otherwise
 # run to back up a directory to local disk, and the matching restores.
 #
-#   benches/compare.sh [--size MIB] [--rounds N] [--rss-size MIB] [--workdir DIR]
+#   benches/compare.sh [--size MIB] [--rounds N] [--rss-size MIB] [--workdir DIR] [--s3]
 #
 # Tools: backupctl; `tar | zstd -3 -T0 | age` (the same work in three
 # processes); restic (repository v2, compression auto); and
@@ -18,16 +18,21 @@
 # the last round of each is compared with the corpus (diff -r).
 # A last step backs up a second corpus of RSS-SIZE MiB and reports
 # backupctl's peak RSS, to show memory does not grow with the input.
+# With --s3, a Garage server on loopback (scripts/test-services.sh) is
+# started and the same corpus is backed up to it with backupctl (16 MiB
+# parts, concurrency 4) and with `tar | zstd | age | aws s3 cp -` (awscli
+# from PyPI), then the RSS-SIZE corpus with backupctl.
 set -euo pipefail
 
-size=1024 rounds=3 rss_size=4096 work=${TMPDIR:-/tmp}/shipshape-compare
+size=1024 rounds=3 rss_size=4096 work=${TMPDIR:-/tmp}/shipshape-compare s3=false
 while (($#)); do
   case $1 in
     --size) size=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --rss-size) rss_size=$2; shift 2 ;;
     --workdir) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --s3) s3=true; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -173,5 +178,57 @@ if ((rss_size > 0)); then
     printf 'Memory with a %s MiB corpus: backupctl peak RSS %s (%.1f s); tar|zstd|age %s (%.1f s).\n' \
       "$rss_size" "$(mib $((m * 1024)))" "$w" "$(mib $((bm * 1024)))" "$bw"
   } | tee -a "$work/results.md"
+fi
+if $s3; then
+  scripts/test-services.sh start >/dev/null
+  # shellcheck disable=SC1091
+  source target/test-services/env
+  if ! command -v aws >/dev/null 2>&1; then
+    echo "installing awscli from PyPI" >&2
+    python3 -m pip install --quiet awscli
+  fi
+  export AWS_ACCESS_KEY_ID=$SHIPSHAPE_TEST_S3_KEY_ID AWS_SECRET_ACCESS_KEY=$SHIPSHAPE_TEST_S3_SECRET
+  export AWS_REGION=$SHIPSHAPE_TEST_S3_REGION AWS_ENDPOINT_URL=$SHIPSHAPE_TEST_S3_ENDPOINT
+  export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+  bucket=$SHIPSHAPE_TEST_S3_BUCKET
+  s3opts="--s3-part-size 16MiB --s3-concurrency 4"
+  declare -A s3wall s3rss
+  s3tools=("backupctl → local" "backupctl → S3" "tar|zstd|age|aws s3 cp")
+  declare -A s3cmd=(
+    ["backupctl → local"]="$T $bctl backup '$src' --repo '$out/bctl' -R $recipient -q >/dev/null"
+    ["backupctl → S3"]="$T $bctl backup '$src' --repo s3://$bucket/bench $s3opts -R $recipient -q >/dev/null"
+    ["tar|zstd|age|aws s3 cp"]="$T tar -C '$src' -cf - . | $T zstd -3 -T0 -q | $T age -r $recipient | $T aws s3 cp --only-show-errors - s3://$bucket/bench-aws/base.tar.zst.age"
+  )
+  echo "backing up to S3 (Garage on loopback), $rounds rounds" >&2
+  for ((r = 1; r <= rounds; r++)); do
+    for t in "${s3tools[@]}"; do
+      rm -rf "$out/bctl"
+      warm "$src"
+      read -r w m < <(run "${s3cmd[$t]}")
+      [[ $w == failed ]] && exit 1
+      s3wall[$t]+="$w " s3rss[$t]+="$m "
+      echo "  round $r $t: ${w}s ${m} KB" >&2
+    done
+  done
+  local_b=$(echo "${s3wall["backupctl → local"]}" | med)
+  {
+    echo
+    echo "To S3 (Garage on loopback, same corpus; backupctl with 16 MiB parts, concurrency 4):"
+    echo
+    echo "| tool | backup wall | throughput vs backupctl → local | peak RSS |"
+    echo "|---|---|---|---|"
+    for t in "${s3tools[@]}"; do
+      b=$(echo "${s3wall[$t]}" | med)
+      printf '| %s | %.2f s | %.2fx | %s |\n' "${t//|/\\|}" "$b" \
+        "$(echo "$local_b / $b" | bc -l)" "$(mib $(($(echo "${s3rss[$t]}" | med) * 1024)))"
+    done
+  } | tee -a "$work/results.md"
+  if ((rss_size > 0)); then
+    big=$(corpus "$rss_size")
+    warm "$big"
+    read -r w m < <(run "$T $bctl backup '$big' --repo s3://$bucket/bench-big $s3opts -R $recipient -q >/dev/null")
+    printf '\nMemory with a %s MiB corpus to S3 (16 MiB parts, concurrency 4): backupctl peak RSS %s (%.1f s).\n' \
+      "$rss_size" "$(mib $((m * 1024)))" "$w" | tee -a "$work/results.md"
+  fi
 fi
 echo "results: $work/results.md" >&2

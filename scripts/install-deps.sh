@@ -2,7 +2,7 @@
 # Installs what Shipshape's tests (and, with --bench, its comparison
 # benchmarks) need, reusing whatever is already installed. Safe to re-run.
 #
-#   scripts/install-deps.sh          # test tools: age, zstd, tar, mkfifo, setpriv, cargo-fuzz
+#   scripts/install-deps.sh          # test tools: age, zstd, tar, mkfifo, setpriv, curl, cargo-fuzz
 #   scripts/install-deps.sh --bench  # plus restic, openssl, gzip, GNU time
 set -euo pipefail
 
@@ -11,7 +11,7 @@ bench=false
 
 # command -> Debian package
 declare -A want=(
-  [age]=age [age-keygen]=age [zstd]=zstd [tar]=tar [mkfifo]=coreutils [setpriv]=util-linux
+  [age]=age [age-keygen]=age [zstd]=zstd [tar]=tar [mkfifo]=coreutils [setpriv]=util-linux [curl]=curl
 )
 if $bench; then
   want+=([restic]=restic [openssl]=openssl [gzip]=gzip [/usr/bin/time]=time)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: installs the test tools, then formatting,
-# clippy, docs, all tests (unit, integration, end-to-end with the stock
-# age/zstd/tar tools, doc tests) and a short run of every fuzz target.
+# Runs every check CI runs: installs the test tools and starts the real
+# servers the tests talk to (scripts/test-services.sh: Garage for S3; the
+# first run builds it, ~25 minutes), then formatting, clippy, docs, all
+# tests (unit, integration, end-to-end with the stock age/zstd/tar tools and
+# Garage, doc tests) and a short run of every fuzz target. The servers are
+# stopped at the end.
 #
 #   scripts/test.sh                 # everything
 #   FUZZ_SECONDS=0 scripts/test.sh  # skip the fuzz smoke run
@@ -11,6 +14,10 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 step() { printf '\n== %s\n' "$*" >&2; }
+
+step "starting test services"
+scripts/test-services.sh start
+trap 'scripts/test-services.sh stop' EXIT
 
 step "cargo fmt --check"
 cargo fmt --all --check

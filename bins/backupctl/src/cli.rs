@@ -121,6 +121,34 @@ pub enum Command {
         repo: RepoArgs,
     },
 
+    /// Remove what failed or killed backups left behind.
+    ///
+    /// Finds unfinished writes (incomplete S3 multipart uploads, local
+    /// temporary files) and data objects that no manifest references, older
+    /// than --older-than. Without --apply only reports them. Never touches a
+    /// backup that is listed; refuses to delete anything while a manifest
+    /// cannot be read.
+    ///
+    /// Examples:
+    ///   backupctl gc --repo s3://backups/db1
+    ///   backupctl gc --repo s3://backups/db1 --older-than 2h --apply
+    #[command(verbatim_doc_comment)]
+    Gc {
+        /// Only leftovers at least this old (s, m, h or d), so backups
+        /// running right now are never touched.
+        #[arg(long, value_name = "AGE", default_value = "24h", value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Remove them (the default is a dry run that only reports).
+        #[arg(long)]
+        apply: bool,
+        /// Where the repository is.
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Check a backup without writing anything.
     ///
     /// Streams the stored object, decrypts and decompresses it, and compares
@@ -145,10 +173,68 @@ pub enum Command {
 /// Where the repository is.
 #[derive(Debug, Args)]
 pub struct RepoArgs {
-    /// The repository directory [default: $SHIPSHAPE_REPO or
-    /// ~/.local/share/shipshape/repo].
-    #[arg(short, long, value_name = "DIR")]
-    pub repo: Option<PathBuf>,
+    /// The repository: a directory, or s3://BUCKET/PREFIX [default:
+    /// $SHIPSHAPE_REPO or ~/.local/share/shipshape/repo].
+    ///
+    /// For S3, credentials, region and endpoint come from the standard AWS
+    /// configuration: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or
+    /// AWS_PROFILE and ~/.aws/config), AWS_REGION, and AWS_ENDPOINT_URL_S3
+    /// or AWS_ENDPOINT_URL for R2, Garage, MinIO and other S3-compatible
+    /// stores.
+    #[arg(short, long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub repo: Option<OsString>,
+
+    /// S3: size of each multipart part. Memory for an upload is at most
+    /// part size x (concurrency + 1). At least 5MiB; up to 10,000 parts
+    /// per object, so 16MiB parts allow objects up to 156GiB.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub s3_part_size: u64,
+
+    /// S3: parts uploaded (and ranges downloaded) at the same time.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub s3_concurrency: u16,
+
+    /// S3: use virtual-hosted-style addressing (BUCKET.ENDPOINT) even with
+    /// a custom endpoint, where path-style (ENDPOINT/BUCKET) is the default.
+    #[arg(long)]
+    pub s3_virtual_hosted: bool,
+}
+
+/// `16MiB` -> (16, "MiB"): leading digits and the (trimmed) rest.
+fn number_and_unit(s: &str) -> Option<(u64, &str)> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    Some((digits.parse().ok()?, unit.trim()))
+}
+
+/// Parses ages such as `30s`, `15m`, `24h`, `7d` or `0`.
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = number_and_unit(s)
+        .ok_or_else(|| format!("`{s}` is not an age (examples: 30m, 24h, 7d)"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit `{other}` (use s, m, h or d)")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
+}
+
+/// Parses sizes such as `16MiB`, `512KiB`, `8M` or a number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (n, unit) = number_and_unit(s)
+        .ok_or_else(|| format!("`{s}` is not a size (examples: 16MiB, 512KiB, 1048576)"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// Which backup.
@@ -245,4 +331,26 @@ pub struct BackupArgs {
     /// Where the repository is.
     #[command(flatten)]
     pub repo: RepoArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ages_parse() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size(" 512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
+        assert_eq!(parse_age("0"), Ok(std::time::Duration::ZERO));
+        assert_eq!(parse_age("90s").map(|d| d.as_secs()), Ok(90));
+        assert_eq!(parse_age("24h").map(|d| d.as_secs()), Ok(86_400));
+        assert_eq!(parse_age("7d").map(|d| d.as_secs()), Ok(604_800));
+        assert!(parse_age("1w").is_err());
+        assert!(parse_age("").is_err());
+    }
 }

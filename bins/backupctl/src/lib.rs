@@ -6,13 +6,13 @@
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use backup_core::age::secrecy::SecretString;
 use backup_core::{
     BackupOptions, BackupRef, Identities, Manifest, PipelineOptions, Progress, Recipients,
-    Repository, RestoreOptions, RestoreTarget, Source, keys,
+    Repository, RestoreOptions, RestoreTarget, S3Location, S3Options, S3Store, Source, keys,
 };
 use indicatif::HumanBytes;
 
@@ -89,6 +89,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             keys,
             repo,
         } => restore(&repo, &which, &keys, target, force, quiet).await,
+        Command::Gc {
+            older_than,
+            apply,
+            repo,
+            json,
+        } => gc(&repo, older_than, apply, json).await,
         Command::Verify {
             which,
             keys,
@@ -113,12 +119,32 @@ fn keygen(output: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn repository(args: &RepoArgs) -> Result<(Repository, PathBuf)> {
-    let path = match &args.repo {
-        Some(p) => p.clone(),
-        None => defaults::repo_path()?,
+/// Opens the repository `--repo` (or the default) names: a directory or an
+/// `s3://` location.
+async fn repository(args: &RepoArgs) -> Result<Repository> {
+    let spec = match &args.repo {
+        Some(spec) => spec.clone(),
+        None => defaults::repo_path()?.into_os_string(),
     };
-    Ok((Repository::local(path.clone()), path))
+    let Some(s3) = spec.to_str().filter(|s| s.starts_with("s3://")) else {
+        return Ok(Repository::local(PathBuf::from(spec)));
+    };
+    let location: S3Location = s3
+        .parse()
+        .map_err(|e: backup_core::Error| usage(e.to_string()))?;
+    let opts = S3Options {
+        part_size: usize::try_from(args.s3_part_size).unwrap_or(usize::MAX),
+        concurrency: usize::from(args.s3_concurrency),
+        path_style: args.s3_virtual_hosted.then_some(false),
+        ..S3Options::default()
+    };
+    if opts.part_size < backup_core::store::s3::MIN_PART_SIZE {
+        return Err(usage(
+            "--s3-part-size must be at least 5MiB (the S3 minimum)",
+        ));
+    }
+    let store = S3Store::connect(location, opts).await?;
+    Ok(Repository::new(Arc::new(store)))
 }
 
 fn passphrase(args: &PassphraseArgs) -> Result<Option<SecretString>> {
@@ -194,7 +220,7 @@ async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
         _ => return Err(usage("give either PATH (or `-`) or `-- COMMAND`, not both")),
     };
     let recipients = recipients(&args)?;
-    let (repo, _) = repository(&args.repo)?;
+    let repo = repository(&args.repo).await?;
     let mut pipeline = PipelineOptions::default().with_level(args.level);
     if let Some(threads) = args.threads {
         pipeline.workers = threads as usize;
@@ -234,7 +260,7 @@ fn report_new_backup(manifest: &Manifest, json: bool, quiet: bool, started: Inst
 }
 
 async fn list(args: &RepoArgs, name: Option<&str>, json: bool) -> Result<()> {
-    let (repo, _) = repository(args)?;
+    let repo = repository(args).await?;
     let listing = repo.list().await?;
     let backups: Vec<&Manifest> = listing
         .backups
@@ -274,7 +300,7 @@ async fn import(
     json: bool,
     quiet: bool,
 ) -> Result<()> {
-    let (repo, _) = repository(repo_args)?;
+    let repo = repository(repo_args).await?;
     let ids = decryptors(keys, "the file", false)?;
     let bar = Bar::new(quiet, "importing");
     let started = Instant::now();
@@ -317,6 +343,17 @@ fn decryptors(args: &DecryptArgs, what: &str, needs_passphrase: bool) -> Result<
     Ok(ids)
 }
 
+async fn gc(repo_args: &RepoArgs, older_than: Duration, apply: bool, json: bool) -> Result<()> {
+    let repo = repository(repo_args).await?;
+    let report = repo.gc(older_than, apply).await?;
+    if json {
+        println!("{}", output::gc_json(&report));
+    } else {
+        print!("{}", output::gc_text(&report, older_than));
+    }
+    Ok(())
+}
+
 async fn restore(
     repo_args: &RepoArgs,
     which: &WhichArgs,
@@ -325,7 +362,7 @@ async fn restore(
     mut force: bool,
     quiet: bool,
 ) -> Result<()> {
-    let (repo, _) = repository(repo_args)?;
+    let repo = repository(repo_args).await?;
     let manifest = find(&repo, which).await?;
     let ids = identities(keys, &manifest)?;
     let target = if target.as_os_str() == "-" {
@@ -395,7 +432,7 @@ async fn verify(
     json: bool,
     quiet: bool,
 ) -> Result<()> {
-    let (repo, _) = repository(repo_args)?;
+    let repo = repository(repo_args).await?;
     let manifest = find(&repo, which).await?;
     let ids = identities(keys, &manifest)?;
     let bar = Bar::new(quiet || json, "verifying");

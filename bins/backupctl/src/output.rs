@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use backup_core::manifest::SourceInfo;
-use backup_core::{Error, Manifest, VerifyReport};
+use backup_core::{Error, GcReport, Manifest, VerifyReport};
 use indicatif::HumanBytes;
 use serde_json::{Value, json};
 
@@ -102,4 +102,65 @@ pub(crate) fn verify_json(
             "error": e.to_string(),
         }),
     }
+}
+
+/// The `gc` report for people.
+pub(crate) fn gc_text(r: &GcReport, older_than: Duration) -> String {
+    let mut out = String::new();
+    let verb = if r.applied { "removed" } else { "would remove" };
+    for u in &r.incomplete {
+        let started = u
+            .started
+            .map(|t| t.format(" (started %Y-%m-%d %H:%M:%S UTC)").to_string())
+            .unwrap_or_default();
+        out.push_str(&format!("{verb} unfinished write of {}{started}\n", u.key));
+    }
+    for o in &r.unreferenced {
+        out.push_str(&format!(
+            "{verb} unreferenced {} ({})\n",
+            o.key,
+            HumanBytes(o.size)
+        ));
+    }
+    out.push_str(&format!(
+        "{} unfinished write(s) and {} unreferenced object(s) ({}) older than {}",
+        r.incomplete.len(),
+        r.unreferenced.len(),
+        HumanBytes(r.unreferenced_bytes),
+        humantime(older_than),
+    ));
+    if !r.applied && (!r.incomplete.is_empty() || !r.unreferenced.is_empty()) {
+        out.push_str("; dry run, pass --apply to remove them");
+    }
+    out.push('\n');
+    out
+}
+
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The `gc --json` document.
+pub(crate) fn gc_json(r: &GcReport) -> Value {
+    json!({
+        "applied": r.applied,
+        "incomplete": r.incomplete.iter().map(|u| json!({
+            "key": u.key,
+            "id": u.id,
+            "started": u.started,
+        })).collect::<Vec<_>>(),
+        "unreferenced": r.unreferenced.iter().map(|o| json!({
+            "key": o.key,
+            "size": o.size,
+            "modified": o.modified,
+        })).collect::<Vec<_>>(),
+        "unreferenced_bytes": r.unreferenced_bytes,
+    })
 }

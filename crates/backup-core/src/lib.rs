@@ -55,6 +55,7 @@
 //! [age]: https://age-encryption.org/v1
 
 mod error;
+mod gc;
 mod import;
 pub mod keys;
 pub mod manifest;
@@ -67,6 +68,7 @@ pub mod stages;
 pub mod store;
 
 pub use error::{Error, Result};
+pub use gc::GcReport;
 pub use keys::{Identities, Recipients};
 pub use manifest::{BackupId, Manifest};
 pub use pipeline::PipelineOptions;
@@ -74,7 +76,9 @@ pub use progress::{NoProgress, Progress};
 pub use repo::{BackupOptions, BackupRef, Listing, Repository, VerifyReport};
 pub use restore::{RestoreOptions, RestoreReport, RestoreTarget};
 pub use source::Source;
-pub use store::{LocalStore, MemoryStore, Store, StoreExt};
+pub use store::{Incomplete, LocalStore, MemoryStore, Store, StoreExt};
+#[cfg(feature = "s3")]
+pub use store::{S3Location, S3Options, S3Store};
 
 /// Re-exported so callers can build keys without depending on `age`.
 pub use age;

@@ -19,10 +19,14 @@ use crate::error::{Error, Result};
 
 mod local;
 mod memory;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 pub use local::LocalStore;
 pub(crate) use local::file_stream;
 pub use memory::MemoryStore;
+#[cfg(feature = "s3")]
+pub use s3::{S3Location, S3Options, S3Store};
 
 /// A stream of object bytes. Chunk boundaries carry no meaning.
 ///
@@ -41,8 +45,21 @@ pub struct ObjectMeta {
     pub modified: Option<DateTime<Utc>>,
 }
 
+/// A write that was started and never finished: a multipart upload left by
+/// a killed process, or a local temporary file. Invisible to readers;
+/// listed by [`Store::incomplete`] and removed by [`Store::abort`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incomplete {
+    /// The key the write was for.
+    pub key: String,
+    /// The store's handle for it (an upload id, a temporary file name).
+    pub id: String,
+    /// When it was started, if the store knows.
+    pub started: Option<DateTime<Utc>>,
+}
+
 /// Object storage for backups: a local directory, memory, or (with the
-/// `s3` feature, in a later release) an S3-compatible bucket.
+/// `s3` feature) an S3-compatible bucket.
 ///
 /// Implementations must make `put` atomic (all or nothing) and must return
 /// [`Error::NotFound`] for a missing key in `get`, `head` and `delete`.
@@ -67,6 +84,17 @@ pub trait Store: Send + Sync + Debug {
 
     /// Deletes an object.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Writes under `prefix` that were started and never finished. Stores
+    /// whose writes cannot be left half-done return nothing.
+    async fn incomplete(&self, _prefix: &str) -> Result<Vec<Incomplete>> {
+        Ok(Vec::new())
+    }
+
+    /// Discards an unfinished write found by [`Store::incomplete`].
+    async fn abort(&self, _upload: &Incomplete) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Conveniences over any [`Store`].
@@ -124,6 +152,12 @@ macro_rules! forward_store {
             }
             async fn delete(&self, key: &str) -> Result<()> {
                 (**self).delete(key).await
+            }
+            async fn incomplete(&self, prefix: &str) -> Result<Vec<Incomplete>> {
+                (**self).incomplete(prefix).await
+            }
+            async fn abort(&self, upload: &Incomplete) -> Result<()> {
+                (**self).abort(upload).await
             }
         }
     )*};

@@ -1,5 +1,5 @@
 //! backupctl end to end: the real binary, the stock `age`, `zstd` and `tar`
-//! tools, and a process killed mid-backup.
+//! tools, a process killed mid-backup, and S3 repositories on Garage.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -15,6 +15,7 @@ use test_support::tree::{Entry, Kind, assert_same_tree, build};
 mod interop;
 mod keys;
 mod robustness;
+mod s3;
 
 /// A sandbox: its own HOME (so default paths land inside it) and scratch
 /// space.

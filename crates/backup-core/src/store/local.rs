@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use super::{ByteStream, ObjectMeta, Store, validate_key, validate_prefix};
+use super::{ByteStream, Incomplete, ObjectMeta, Store, validate_key, validate_prefix};
 use writer::ObjectWriter;
 
 mod writer;
@@ -128,7 +128,23 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(io::Error::other(e)))
 }
 
-fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, fs::Metadata)>) -> io::Result<()> {
+/// What [`walk`] finds: objects, and temporary files of unfinished writes.
+#[derive(Default)]
+struct Found {
+    objects: Vec<(String, fs::Metadata)>,
+    /// (key, temporary file's path relative to the root, metadata)
+    partial: Vec<(String, String, fs::Metadata)>,
+}
+
+/// The key a temporary file `.NAME.RANDOM.partial` was writing.
+fn partial_target(name: &str) -> Option<&str> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".partial")?;
+    let (target, random) = inner.rsplit_once('.')?;
+    (random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit()) && !target.is_empty())
+        .then_some(target)
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut Found) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -139,19 +155,26 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, fs::Metadata)>) -> io::Res
         let Ok(name) = entry.file_name().into_string() else {
             continue; // not a key this store could have written
         };
-        if name.starts_with('.') {
-            continue; // temporary files of writes in progress
-        }
-        let key = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
+        let join = |name: &str| {
+            if rel.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{rel}/{name}")
+            }
         };
         let md = entry.metadata()?;
+        if name.starts_with('.') {
+            // Temporary files of writes in progress (or killed).
+            if let Some(target) = partial_target(&name).filter(|_| md.is_file()) {
+                out.partial.push((join(target), join(&name), md));
+            }
+            continue;
+        }
+        let key = join(&name);
         if md.is_dir() {
             walk(&entry.path(), &key, out)?;
         } else if md.is_file() {
-            out.push((key, md));
+            out.objects.push((key, md));
         }
     }
     Ok(())
@@ -230,21 +253,7 @@ impl Store for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        validate_prefix(prefix)?;
-        // Start the walk at the deepest directory the prefix names.
-        let dir_rel = match prefix.rfind('/') {
-            Some(i) => prefix[..i].to_owned(),
-            None => String::new(),
-        };
-        let start = self.root.join(&dir_rel);
-        let mut found = blocking(move || {
-            let mut out = Vec::new();
-            walk(&start, &dir_rel, &mut out)?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| self.err("list", prefix, e))?;
-        found.retain(|(key, _)| key.starts_with(prefix));
+        let mut found = self.find(prefix).await?.objects;
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found.iter().map(|(key, md)| meta(key, md)).collect())
     }
@@ -254,5 +263,57 @@ impl Store for LocalStore {
         blocking(move || fs::remove_file(path))
             .await
             .map_err(|e| self.err("delete", key, e))
+    }
+
+    async fn incomplete(&self, prefix: &str) -> Result<Vec<Incomplete>> {
+        let mut found = self.find(prefix).await?.partial;
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(found
+            .into_iter()
+            .map(|(key, id, md)| Incomplete {
+                key,
+                id,
+                started: md.modified().ok().map(DateTime::<Utc>::from),
+            })
+            .collect())
+    }
+
+    async fn abort(&self, upload: &Incomplete) -> Result<()> {
+        // Only ever remove a temporary file of this store's own making.
+        validate_key(&upload.id)?;
+        let name = upload.id.rsplit('/').next().unwrap_or_default();
+        if partial_target(name).is_none() {
+            return Err(Error::InvalidKey {
+                key: upload.id.clone(),
+                reason: "not a temporary file of the local store",
+            });
+        }
+        let path = self.root.join(&upload.id);
+        blocking(move || fs::remove_file(path))
+            .await
+            .map_err(|e| self.err("abort", &upload.key, e))
+    }
+}
+
+impl LocalStore {
+    /// Objects and temporary files under `prefix`.
+    async fn find(&self, prefix: &str) -> Result<Found> {
+        validate_prefix(prefix)?;
+        // Start the walk at the deepest directory the prefix names.
+        let dir_rel = match prefix.rfind('/') {
+            Some(i) => prefix[..i].to_owned(),
+            None => String::new(),
+        };
+        let start = self.root.join(&dir_rel);
+        let mut found = blocking(move || {
+            let mut out = Found::default();
+            walk(&start, &dir_rel, &mut out)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| self.err("list", prefix, e))?;
+        found.objects.retain(|(key, _)| key.starts_with(prefix));
+        found.partial.retain(|(key, _, _)| key.starts_with(prefix));
+        Ok(found)
     }
 }

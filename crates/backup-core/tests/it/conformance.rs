@@ -1,6 +1,6 @@
 //! One conformance suite for every `Store`: the same checks run against the
-//! in-memory store and the local directory store (and, once it exists, S3
-//! on a real server).
+//! in-memory store, the local directory store and (in `s3.rs`) S3 on a
+//! real Garage server.
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ fn stream_of(chunks: Vec<Bytes>) -> ByteStream {
     futures::stream::iter(chunks.into_iter().map(Ok)).boxed()
 }
 
-async fn read_all(store: &dyn Store, key: &str) -> Vec<u8> {
+pub(crate) async fn read_all(store: &dyn Store, key: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut s = store.get(key).await.expect("get");
     while let Some(chunk) = s.next().await {
@@ -25,7 +25,7 @@ async fn read_all(store: &dyn Store, key: &str) -> Vec<u8> {
 }
 
 /// Runs every check against a fresh store from `make`.
-fn suite(make: impl Fn() -> Arc<dyn Store>) {
+pub(crate) fn suite(make: impl Fn() -> Arc<dyn Store>) {
     let rt = runtime();
     rt.block_on(put_get_head_delete(make().as_ref()));
     rt.block_on(empty_and_large_objects(make().as_ref()));
@@ -35,6 +35,35 @@ fn suite(make: impl Fn() -> Arc<dyn Store>) {
     rt.block_on(failed_stream_leaves_nothing(make().as_ref()));
     rt.block_on(invalid_keys_are_refused(make().as_ref()));
     rt.block_on(concurrent_writers(make()));
+    rt.block_on(multipart_sized_objects(make().as_ref()));
+}
+
+/// Objects spanning several 5 MiB parts (where a store has parts), with a
+/// failure half-way that must leave neither an object nor an unfinished
+/// write.
+async fn multipart_sized_objects(store: &dyn Store) {
+    let data: Vec<u8> = (0..11 * 1024 * 1024 + 17u32)
+        .map(|i| (i % 241) as u8)
+        .collect();
+    let chunks = data.chunks(1 << 20).map(Bytes::copy_from_slice).collect();
+    store
+        .put("data/multi", stream_of(chunks))
+        .await
+        .expect("put");
+    assert_eq!(read_all(store, "data/multi").await, data);
+
+    let mut chunks: Vec<backup_core::Result<Bytes>> = data
+        .chunks(1 << 20)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    chunks.push(Err(Error::Interrupted("producer failed late".into())));
+    let err = store
+        .put("data/failed-late", futures::stream::iter(chunks).boxed())
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, Error::Interrupted(_)), "{err}");
+    assert!(store.head("data/failed-late").await.is_err());
+    assert!(store.incomplete("").await.expect("incomplete").is_empty());
 }
 
 async fn put_get_head_delete(store: &dyn Store) {
@@ -259,5 +288,34 @@ fn local_store_writes_every_size_exactly() {
             store.put("s", stream_of(chunks)).await.expect("put");
             assert_eq!(read_all(&store, "s").await, data, "size {size}");
         }
+    });
+}
+
+#[test]
+fn local_store_lists_and_aborts_leftover_temporary_files() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::new(dir.path());
+    // What a process killed mid-put leaves behind.
+    std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+    let leftover = dir
+        .path()
+        .join("data/.x.tar.zst.age.0123456789abcdef.partial");
+    std::fs::write(&leftover, b"half an object").expect("write");
+    std::fs::write(dir.path().join("data/.not-ours"), b"x").expect("write");
+    rt.block_on(async {
+        assert!(store.list("").await.expect("list").is_empty());
+        let found = store.incomplete("data/").await.expect("incomplete");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "data/x.tar.zst.age");
+        assert!(found[0].started.is_some());
+        // Only the store's own temporary files can be aborted.
+        let mut forged = found[0].clone();
+        forged.id = "data/.not-ours".into();
+        assert!(store.abort(&forged).await.is_err());
+        store.abort(&found[0]).await.expect("abort");
+        assert!(!leftover.exists());
+        assert!(dir.path().join("data/.not-ours").exists());
+        assert!(store.incomplete("").await.expect("incomplete").is_empty());
     });
 }

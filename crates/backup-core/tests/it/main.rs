@@ -3,5 +3,7 @@
 mod conformance;
 mod damage;
 mod roundtrip;
+#[cfg(feature = "s3")]
+mod s3;
 mod sources;
 mod support;

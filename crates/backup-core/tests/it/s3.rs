@@ -1,0 +1,336 @@
+//! The S3 store against a real Garage server (scripts/test-services.sh
+//! starts it): the conformance suite, byte-exact round trips around part
+//! boundaries and beyond 2 GiB, and network faults injected by a proxy.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::config::Credentials;
+use backup_core::store::{ByteStream, S3Location, S3Options, S3Store};
+use backup_core::{Error, Repository, Source, Store, StoreExt};
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use test_support::proxy::{Fault, FaultProxy};
+use test_support::services::{self, S3Server};
+
+use crate::conformance::read_all;
+use crate::support::{key_pair, options, runtime};
+
+const MIB: usize = 1 << 20;
+
+/// A unique prefix per store, so tests never see each other's objects.
+fn fresh_prefix(tag: &str) -> String {
+    format!("test/{tag}-{:016x}", rand::random::<u64>())
+}
+
+async fn store_at(server: &S3Server, endpoint: &str, prefix: &str, opts: S3Options) -> S3Store {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(Credentials::new(
+            &server.key_id,
+            &server.secret,
+            None,
+            None,
+            "shipshape-tests",
+        ))
+        .region(aws_config::Region::new(server.region.clone()))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    let location: S3Location = format!("s3://{}/{prefix}", server.bucket)
+        .parse()
+        .expect("location");
+    S3Store::from_sdk_config(&sdk, location, opts).expect("store")
+}
+
+fn small_parts() -> S3Options {
+    S3Options {
+        part_size: 5 * MIB,
+        concurrency: 3,
+        ..S3Options::default()
+    }
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn stream_in_chunks(data: &[u8], chunk: usize) -> ByteStream {
+    let chunks: Vec<_> = data
+        .chunks(chunk.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    futures::stream::iter(chunks).boxed()
+}
+
+#[test]
+fn s3_store_conforms() {
+    let Some(server) = services::s3() else { return };
+    let rt = runtime();
+    crate::conformance::suite(|| {
+        let prefix = fresh_prefix("conformance");
+        let store = rt.block_on(store_at(&server, &server.endpoint, &prefix, small_parts()));
+        Arc::new(store)
+    });
+}
+
+#[test]
+fn every_size_around_part_boundaries_round_trips() {
+    let Some(server) = services::s3() else { return };
+    let rt = runtime();
+    rt.block_on(async {
+        let store = store_at(
+            &server,
+            &server.endpoint,
+            &fresh_prefix("sizes"),
+            small_parts(),
+        )
+        .await;
+        for (i, size) in [
+            0,
+            1,
+            5 * MIB - 1,
+            5 * MIB,
+            5 * MIB + 1,
+            10 * MIB,
+            17 * MIB + 3,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let data = pattern(size, i as u64);
+            let key = format!("data/{size}");
+            let meta = store
+                .put(&key, stream_in_chunks(&data, 700_001))
+                .await
+                .expect("put");
+            assert_eq!(meta.size, size as u64);
+            assert_eq!(store.head(&key).await.expect("head").size, size as u64);
+            assert!(read_all(&store, &key).await == data, "size {size} differs");
+        }
+        assert!(store.incomplete("").await.expect("incomplete").is_empty());
+    });
+}
+
+/// An incompressible source of `len` bytes that hashes what it produces.
+struct Noise {
+    left: u64,
+    x: u64,
+    hash: Arc<std::sync::Mutex<Sha256>>,
+}
+
+impl Read for Noise {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX))
+            & !7;
+        let n = if n == 0 {
+            buf.len().min(self.left as usize)
+        } else {
+            n
+        };
+        for chunk in buf[..n].chunks_mut(8) {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            chunk.copy_from_slice(&self.x.to_le_bytes()[..chunk.len()]);
+        }
+        self.hash.lock().expect("hash").update(&buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_multi_gib_backup_restores_byte_exact() {
+    let Some(server) = services::s3() else { return };
+    let rt = runtime();
+    rt.block_on(async {
+        let opts = S3Options {
+            part_size: 16 * MIB,
+            concurrency: 4,
+            ..S3Options::default()
+        };
+        let store = store_at(&server, &server.endpoint, &fresh_prefix("big"), opts).await;
+        let repo = Repository::new(Arc::new(store.clone()));
+        let (recipients, identities) = key_pair();
+        let hash = Arc::new(std::sync::Mutex::new(Sha256::new()));
+        let len = (2u64 << 30) + 12_345;
+        let noise = Noise {
+            left: len,
+            x: 0x9e37_79b9_7f4a_7c15,
+            hash: Arc::clone(&hash),
+        };
+        let m = repo
+            .backup(
+                Source::reader("noise", noise),
+                &options(&recipients).with_level(1),
+            )
+            .await
+            .expect("backup");
+        let produced: [u8; 32] = hash.lock().expect("hash").clone().finalize().into();
+        assert_eq!(m.sizes.raw, len);
+        assert_eq!(m.sha256.plaintext.to_string(), hex::encode(produced));
+        assert!(m.sizes.stored > 2 << 30, "stored {} bytes", m.sizes.stored);
+        // Verify streams it back through ranged GETs and checks both digests
+        // against the manifest.
+        let report = repo
+            .verify(&m, &identities, Arc::new(backup_core::NoProgress))
+            .await
+            .expect("verify");
+        assert_eq!(report.raw, len);
+        assert!(store.incomplete("").await.expect("incomplete").is_empty());
+    });
+}
+
+#[test]
+fn dropped_connections_are_retried_and_the_upload_is_exact() {
+    let Some(server) = services::s3() else { return };
+    let rt = runtime();
+    rt.block_on(async {
+        let proxy = FaultProxy::start(server.addr).await;
+        let endpoint = format!("http://{}", proxy.addr());
+        let prefix = fresh_prefix("transient");
+        let store = store_at(&server, &endpoint, &prefix, small_parts()).await;
+        // The next 4 connections die after 1 MiB of request: mid-part.
+        proxy.set(Fault::ResetAfter { bytes: MIB as u64 }, Some(4));
+        let data = pattern(23 * MIB + 7, 42);
+        store
+            .put("data/retried", stream_in_chunks(&data, MIB))
+            .await
+            .expect("put despite dropped connections");
+        assert!(proxy.faulted() >= 1, "the fault was never triggered");
+        proxy.set(Fault::None, None);
+        assert!(read_all(&store, "data/retried").await == data);
+
+        // Downloads survive dropped connections too.
+        proxy.set(Fault::ResetAfter { bytes: 200 }, Some(2));
+        let direct = store_at(&server, &server.endpoint, &prefix, small_parts()).await;
+        assert_eq!(
+            direct.head("data/retried").await.expect("head").size,
+            data.len() as u64
+        );
+        assert!(read_all(&store, "data/retried").await == data);
+    });
+}
+
+#[test]
+fn a_permanent_fault_aborts_cleanly() {
+    let Some(server) = services::s3() else { return };
+    let rt = runtime();
+    rt.block_on(async {
+        let proxy = FaultProxy::start(server.addr).await;
+        let endpoint = format!("http://{}", proxy.addr());
+        let prefix = fresh_prefix("permanent");
+        let opts = S3Options {
+            max_attempts: 3,
+            ..small_parts()
+        };
+        let store = store_at(&server, &endpoint, &prefix, opts).await;
+        let repo = Repository::new(Arc::new(store));
+        let (recipients, _) = key_pair();
+        // Every request larger than 1 MiB is cut off: small requests
+        // (create, abort) pass, parts never do.
+        proxy.set(Fault::ResetAfter { bytes: MIB as u64 }, None);
+        let data = pattern(20 * MIB, 7);
+        let err = repo
+            .backup(
+                Source::reader("doomed", std::io::Cursor::new(data)),
+                &options(&recipients).with_level(1),
+            )
+            .await
+            .expect_err("the backup must fail");
+        let text = err.to_string();
+        assert!(text.contains("data/"), "names the object: {text}");
+        assert!(matches!(err, Error::Store { .. }), "{err:?}");
+
+        let direct = store_at(&server, &server.endpoint, &prefix, small_parts()).await;
+        assert!(
+            direct.incomplete("").await.expect("incomplete").is_empty(),
+            "upload aborted"
+        );
+        assert!(
+            direct.list("").await.expect("list").is_empty(),
+            "nothing stored"
+        );
+        assert!(
+            Repository::new(Arc::new(direct))
+                .list()
+                .await
+                .expect("list")
+                .backups
+                .is_empty()
+        );
+    });
+}
+
+#[test]
+fn gc_removes_unfinished_uploads_and_unreferenced_objects() {
+    let Some(server) = services::s3() else { return };
+    let rt = runtime();
+    rt.block_on(async {
+        let prefix = fresh_prefix("gc");
+        let store = store_at(&server, &server.endpoint, &prefix, small_parts()).await;
+        // A multipart upload whose writer vanished: dropped after its first
+        // parts went up.
+        let slow = stream_in_chunks(&pattern(12 * MIB, 1), MIB)
+            .chain(futures::stream::pending())
+            .boxed();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.put("data/killed.zst.age", slow),
+        )
+        .await;
+        assert_eq!(store.incomplete("").await.expect("incomplete").len(), 1);
+        // A data object whose manifest was never written.
+        store
+            .put_bytes("data/orphan.zst.age", Bytes::from_static(b"orphan"))
+            .await
+            .expect("put");
+        // And a real backup, which must survive.
+        let repo = Repository::new(Arc::new(store.clone()));
+        let (recipients, identities) = key_pair();
+        let m = repo
+            .backup(
+                Source::reader("keep", &b"keep me"[..]),
+                &options(&recipients),
+            )
+            .await
+            .expect("backup");
+
+        let dry = repo.gc(Duration::ZERO, false).await.expect("dry run");
+        assert_eq!((dry.incomplete.len(), dry.unreferenced.len()), (1, 1));
+        assert_eq!(
+            store.incomplete("").await.expect("incomplete").len(),
+            1,
+            "dry run keeps"
+        );
+        let young = repo.gc(Duration::from_secs(3600), true).await.expect("gc");
+        assert!(young.incomplete.is_empty() && young.unreferenced.is_empty());
+
+        let done = repo.gc(Duration::ZERO, true).await.expect("gc");
+        assert_eq!((done.incomplete.len(), done.unreferenced.len()), (1, 1));
+        assert!(store.incomplete("").await.expect("incomplete").is_empty());
+        let data: Vec<_> = store
+            .list("data/")
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(data, vec![m.object.clone()]);
+        repo.verify(&m, &identities, Arc::new(backup_core::NoProgress))
+            .await
+            .expect("the kept backup is intact");
+    });
+}

@@ -1,0 +1,111 @@
+//! The real servers tests talk to, as `scripts/test-services.sh start`
+//! left them: their addresses and credentials come from the environment
+//! (`SHIPSHAPE_TEST_*`) or, when unset, from the env file that script
+//! writes (`target/test-services/env`).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::tools::in_ci;
+
+/// The script that installs and starts the servers.
+pub const SERVICES_SCRIPT: &str = "scripts/test-services.sh start";
+
+/// An S3-compatible server (Garage) with a bucket and a key for tests.
+#[derive(Debug, Clone)]
+pub struct S3Server {
+    /// `http://127.0.0.1:13900`.
+    pub endpoint: String,
+    /// The endpoint's socket address (for a proxy in front of it).
+    pub addr: SocketAddr,
+    /// A bucket the key may read and write.
+    pub bucket: String,
+    /// The region the server expects in signatures.
+    pub region: String,
+    /// Access key id.
+    pub key_id: String,
+    /// Secret access key.
+    pub secret: String,
+}
+
+impl S3Server {
+    /// Environment variables that point the AWS SDK (and `aws` CLI) at this
+    /// server, with `endpoint` in place of the server's own (a proxy's).
+    pub fn aws_env(&self, endpoint: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", self.key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret.clone()),
+            ("AWS_REGION", self.region.clone()),
+            ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+            // Keep a developer's own AWS profile out of the tests.
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ]
+    }
+}
+
+fn env_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-services/env")
+}
+
+/// `SHIPSHAPE_TEST_*` settings from the environment, else the env file.
+fn settings() -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("SHIPSHAPE_TEST_"))
+        .collect();
+    if let Ok(text) = std::fs::read_to_string(env_file()) {
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches("export ").trim();
+            if let Some((k, v)) = line.split_once('=') {
+                out.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn unavailable(what: &str) -> Option<S3Server> {
+    let message = format!("{what}: run {SERVICES_SCRIPT} (scripts/test.sh does)");
+    assert!(!in_ci(), "{message}");
+    eprintln!("skipping: {message}");
+    None
+}
+
+/// The S3 test server, when it is configured and answering. When it is not,
+/// the test cannot run: under `CI=true` this panics naming the script that
+/// starts it; elsewhere it prints the same message and returns `None`.
+pub fn s3() -> Option<S3Server> {
+    let s = settings();
+    let get = |k: &str| s.get(k).cloned();
+    let (Some(endpoint), Some(bucket), Some(region), Some(key_id), Some(secret)) = (
+        get("SHIPSHAPE_TEST_S3_ENDPOINT"),
+        get("SHIPSHAPE_TEST_S3_BUCKET"),
+        get("SHIPSHAPE_TEST_S3_REGION"),
+        get("SHIPSHAPE_TEST_S3_KEY_ID"),
+        get("SHIPSHAPE_TEST_S3_SECRET"),
+    ) else {
+        return unavailable("the S3 test server (Garage) is not configured");
+    };
+    let hostport = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let Some(addr) = hostport.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return unavailable(&format!("bad S3 test endpoint {endpoint}"));
+    };
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        return unavailable(&format!(
+            "the S3 test server (Garage) is not answering at {endpoint}"
+        ));
+    }
+    Some(S3Server {
+        endpoint,
+        addr,
+        bucket,
+        region,
+        key_id,
+        secret,
+    })
+}

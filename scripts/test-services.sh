@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Installs, starts and stops the real servers Shipshape's tests talk to.
+#
+#   scripts/test-services.sh start   # install (once) and start; prints the env file path
+#   scripts/test-services.sh stop    # stop what `start` started
+#   scripts/test-services.sh env     # print the environment the tests read
+#
+# Servers (all on 127.0.0.1, data under $SHIPSHAPE_SERVICES_DIR, default
+# target/test-services):
+#   Garage (S3)   http://127.0.0.1:13900, region "garage", bucket "shipshape-test",
+#                 a fixed test key; built once with `cargo install garage`
+#                 (~25 minutes on 2 cores) and reused afterwards.
+#
+# The tests read target/test-services/env (sourced by scripts/test.sh); a
+# test whose server is not running fails under CI=true naming this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GARAGE_VERSION=2.5.0
+dir=${SHIPSHAPE_SERVICES_DIR:-$PWD/target/test-services}
+envfile=$dir/env
+
+# A fixed key pair: test configuration is deterministic and nothing secret
+# is at stake (the server only listens on loopback).
+KEY_ID=GK0000000000000000000000a1
+KEY_SECRET=5a1e000000000000000000000000000000000000000000000000000000000001
+BUCKET=shipshape-test
+
+garage_bin() {
+  if command -v garage >/dev/null 2>&1 && garage --version 2>/dev/null | grep -q "v$GARAGE_VERSION"; then
+    command -v garage
+    return
+  fi
+  local root=${CARGO_HOME:-$HOME/.cargo}
+  if [[ -x $root/bin/garage ]] && "$root/bin/garage" --version 2>/dev/null | grep -q "v$GARAGE_VERSION"; then
+    echo "$root/bin/garage"
+    return
+  fi
+  echo "building Garage $GARAGE_VERSION with cargo install (once; ~25 minutes on 2 cores)" >&2
+  cargo install --locked --quiet garage --version "$GARAGE_VERSION" >&2
+  echo "$root/bin/garage"
+}
+
+start_garage() {
+  local g; g=$(garage_bin)
+  local gd=$dir/garage
+  if [[ -e $gd/pid ]] && kill -0 "$(cat "$gd/pid")" 2>/dev/null; then
+    echo "Garage already running (pid $(cat "$gd/pid"))" >&2
+    return
+  fi
+  rm -rf "$gd"
+  mkdir -p "$gd/meta" "$gd/data"
+  cat >"$gd/garage.toml" <<TOML
+metadata_dir = "$gd/meta"
+data_dir = "$gd/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:13901"
+rpc_public_addr = "127.0.0.1:13901"
+rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:13900"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:13903"
+admin_token = "shipshape-test-admin"
+TOML
+  local c=(-c "$gd/garage.toml")
+  # setsid: the server outlives this script and is not killed with its
+  # process group.
+  setsid "$g" "${c[@]}" server >"$gd/garage.log" 2>&1 < /dev/null &
+  echo $! >"$gd/pid"
+  local deadline=$((SECONDS + 30))
+  until "$g" "${c[@]}" status >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then
+      echo "Garage did not start within 30 s; its log:" >&2
+      cat "$gd/garage.log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  local node; node=$("$g" "${c[@]}" node id -q | cut -d@ -f1)
+  "$g" "${c[@]}" layout assign -z dc1 -c 10G "$node" >/dev/null
+  "$g" "${c[@]}" layout apply --version 1 >/dev/null
+  "$g" "${c[@]}" bucket create "$BUCKET" >/dev/null
+  "$g" "${c[@]}" key import --yes -n shipshape-test "$KEY_ID" "$KEY_SECRET" >/dev/null
+  "$g" "${c[@]}" bucket allow --read --write --owner "$BUCKET" --key shipshape-test >/dev/null
+  echo "Garage $GARAGE_VERSION on http://127.0.0.1:13900, bucket $BUCKET" >&2
+}
+
+stop_garage() {
+  local gd=$dir/garage
+  if [[ -e $gd/pid ]]; then
+    kill "$(cat "$gd/pid")" 2>/dev/null || true
+    rm -f "$gd/pid"
+  fi
+}
+
+write_env() {
+  mkdir -p "$dir"
+  cat >"$envfile" <<ENV
+export SHIPSHAPE_TEST_S3_ENDPOINT=http://127.0.0.1:13900
+export SHIPSHAPE_TEST_S3_BUCKET=$BUCKET
+export SHIPSHAPE_TEST_S3_REGION=garage
+export SHIPSHAPE_TEST_S3_KEY_ID=$KEY_ID
+export SHIPSHAPE_TEST_S3_SECRET=$KEY_SECRET
+ENV
+}
+
+case ${1:-} in
+  start) start_garage; write_env; echo "$envfile" ;;
+  stop) stop_garage ;;
+  env) write_env; cat "$envfile" ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
+esac
