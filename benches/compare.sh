@@ -2,7 +2,7 @@
 # Side by side, in one run: backupctl against what a user would otherwise
 # run to back up a directory to local disk, and the matching restores.
 #
-#   benches/compare.sh [--size MIB] [--rounds N] [--rss-size MIB] [--workdir DIR] [--s3]
+#   benches/compare.sh [--size MIB] [--rounds N] [--rss-size MIB] [--workdir DIR] [--s3|--s3-only]
 #
 # Tools: backupctl; `tar | zstd -3 -T0 | age` (the same work in three
 # processes); restic (repository v2, compression auto); and
@@ -21,10 +21,11 @@
 # With --s3, a Garage server on loopback (scripts/test-services.sh) is
 # started and the same corpus is backed up to it with backupctl (16 MiB
 # parts, concurrency 4) and with `tar | zstd | age | aws s3 cp -` (awscli
-# from PyPI), then the RSS-SIZE corpus with backupctl.
+# from PyPI), then the RSS-SIZE corpus with backupctl. --s3-only skips the
+# local comparison.
 set -euo pipefail
 
-size=1024 rounds=3 rss_size=4096 work=${TMPDIR:-/tmp}/shipshape-compare s3=false
+size=1024 rounds=3 rss_size=4096 work=${TMPDIR:-/tmp}/shipshape-compare s3=false local=true
 while (($#)); do
   case $1 in
     --size) size=$2; shift 2 ;;
@@ -32,6 +33,7 @@ while (($#)); do
     --rss-size) rss_size=$2; shift 2 ;;
     --workdir) work=$2; shift 2 ;;
     --s3) s3=true; shift ;;
+    --s3-only) s3=true local=false; shift ;;
     -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -107,6 +109,9 @@ run() { # COMMAND -> "wall rss" (rss summed over the pipeline's processes)
   echo "$(echo "$end - $start" | bc) $(awk '{s += $1} END {print s}' "$work/rss")"
 }
 
+med() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+mib() { awk -v b="$1" 'BEGIN {printf "%.0f MiB", b / 1048576}'; }
+if $local; then
 echo "backing up $(du -sh "$src" | cut -f1) with each tool, $rounds rounds" >&2
 for ((r = 1; r <= rounds; r++)); do
   for t in "${tools[@]}"; do
@@ -143,8 +148,6 @@ for t in "${tools[@]}"; do
   diff -r -q "$src" "$got" >/dev/null || { echo "restore by $t differs from the corpus" >&2; exit 1; }
 done
 
-med() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-mib() { awk -v b="$1" 'BEGIN {printf "%.0f MiB", b / 1048576}'; }
 base_b=$(echo "${bwall["tar|zstd|age"]}" | med)
 base_r=$(echo "${rwall["tar|zstd|age"]}" | med)
 base_s=${size_of["tar|zstd|age"]}
@@ -179,6 +182,7 @@ if ((rss_size > 0)); then
       "$rss_size" "$(mib $((m * 1024)))" "$w" "$(mib $((bm * 1024)))" "$bw"
   } | tee -a "$work/results.md"
 fi
+fi # $local
 if $s3; then
   scripts/test-services.sh start >/dev/null
   # shellcheck disable=SC1091
@@ -191,6 +195,7 @@ if $s3; then
   export AWS_REGION=$SHIPSHAPE_TEST_S3_REGION AWS_ENDPOINT_URL=$SHIPSHAPE_TEST_S3_ENDPOINT
   export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
   bucket=$SHIPSHAPE_TEST_S3_BUCKET
+  mkdir -p "$out"
   s3opts="--s3-part-size 16MiB --s3-concurrency 4"
   declare -A s3wall s3rss
   s3tools=("backupctl → local" "backupctl → S3" "tar|zstd|age|aws s3 cp")

@@ -27,12 +27,12 @@ KEY_SECRET=5a1e000000000000000000000000000000000000000000000000000000000001
 BUCKET=shipshape-test
 
 garage_bin() {
-  if command -v garage >/dev/null 2>&1 && garage --version 2>/dev/null | grep -q "v$GARAGE_VERSION"; then
+  if command -v garage >/dev/null 2>&1 && garage --version 2>/dev/null | grep -qF "$GARAGE_VERSION"; then
     command -v garage
     return
   fi
   local root=${CARGO_HOME:-$HOME/.cargo}
-  if [[ -x $root/bin/garage ]] && "$root/bin/garage" --version 2>/dev/null | grep -q "v$GARAGE_VERSION"; then
+  if [[ -x $root/bin/garage ]] && "$root/bin/garage" --version 2>/dev/null | grep -qF "$GARAGE_VERSION"; then
     echo "$root/bin/garage"
     return
   fi

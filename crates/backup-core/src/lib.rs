@@ -76,9 +76,9 @@ pub use progress::{NoProgress, Progress};
 pub use repo::{BackupOptions, BackupRef, Listing, Repository, VerifyReport};
 pub use restore::{RestoreOptions, RestoreReport, RestoreTarget};
 pub use source::Source;
-pub use store::{Incomplete, LocalStore, MemoryStore, Store, StoreExt};
+pub use store::{Incomplete, LocalStore, MemoryStore, S3Location, Store, StoreExt};
 #[cfg(feature = "s3")]
-pub use store::{S3Location, S3Options, S3Store};
+pub use store::{S3Options, S3Store};
 
 /// Re-exported so callers can build keys without depending on `age`.
 pub use age;

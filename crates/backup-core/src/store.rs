@@ -18,15 +18,17 @@ use futures::stream::BoxStream;
 use crate::error::{Error, Result};
 
 mod local;
+mod location;
 mod memory;
 #[cfg(feature = "s3")]
 pub mod s3;
 
 pub use local::LocalStore;
 pub(crate) use local::file_stream;
+pub use location::S3Location;
 pub use memory::MemoryStore;
 #[cfg(feature = "s3")]
-pub use s3::{S3Location, S3Options, S3Store};
+pub use s3::{S3Options, S3Store};
 
 /// A stream of object bytes. Chunk boundaries carry no meaning.
 ///

@@ -2,7 +2,6 @@
 //! MinIO), with the `s3` feature.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::task::JoinSet;
 
+pub use super::location::S3Location;
 use super::{ByteStream, Incomplete, ObjectMeta, Store, validate_key, validate_prefix};
 use crate::error::{Error, Result};
 
@@ -27,58 +27,6 @@ pub const MIN_PART_SIZE: usize = 5 << 20;
 const MAX_PARTS: i32 = 10_000;
 /// Attempts per request, first try included.
 const DEFAULT_ATTEMPTS: u32 = 10;
-
-/// Where in S3 a repository lives: `s3://BUCKET/PREFIX`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Location {
-    /// The bucket name.
-    pub bucket: String,
-    /// The key prefix, without leading or trailing `/`; may be empty.
-    pub prefix: String,
-}
-
-impl FromStr for S3Location {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = |why: &str| {
-            Error::Config(format!(
-                "`{s}` is not an S3 location ({why}); expected s3://BUCKET or s3://BUCKET/PREFIX"
-            ))
-        };
-        let rest = s
-            .strip_prefix("s3://")
-            .ok_or_else(|| bad("no s3:// scheme"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let bucket_ok = (3..=63).contains(&bucket.len())
-            && bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !bucket_ok {
-            return Err(bad(
-                "bucket names are 3 to 63 lowercase letters, digits, `-` or `.`",
-            ));
-        }
-        let prefix = prefix.trim_end_matches('/');
-        if !prefix.is_empty() {
-            validate_key(prefix)?;
-        }
-        Ok(S3Location {
-            bucket: bucket.to_owned(),
-            prefix: prefix.to_owned(),
-        })
-    }
-}
-
-impl fmt::Display for S3Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.prefix.is_empty() {
-            write!(f, "s3://{}", self.bucket)
-        } else {
-            write!(f, "s3://{}/{}", self.bucket, self.prefix)
-        }
-    }
-}
 
 /// How an [`S3Store`] talks to its bucket.
 #[derive(Debug, Clone)]
@@ -752,28 +700,6 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn locations_parse() {
-        let l: S3Location = "s3://backups/hosts/db1".parse().expect("valid");
-        assert_eq!(
-            (l.bucket.as_str(), l.prefix.as_str()),
-            ("backups", "hosts/db1")
-        );
-        assert_eq!(l.to_string(), "s3://backups/hosts/db1");
-        let l: S3Location = "s3://backups/".parse().expect("valid");
-        assert_eq!(l.prefix, "");
-        for bad in [
-            "backups",
-            "s3://",
-            "s3://B",
-            "s3://ab",
-            "s3://bucket/../x",
-            "s3://bucket//x",
-        ] {
-            assert!(bad.parse::<S3Location>().is_err(), "{bad}");
-        }
-    }
 
     #[tokio::test]
     async fn parts_are_equal_sized() {
