@@ -14,7 +14,7 @@ use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
 pub use super::location::S3Location;
@@ -65,9 +65,9 @@ impl Default for S3Options {
 /// plus one incoming chunk of the stream (the pipeline's frame, 512 KiB by
 /// default): `concurrency` parts in flight, each kept until the store
 /// acknowledges it so retries never re-read the source, and one part
-/// being filled. `get` holds at most `part_size x concurrency` bytes of
-/// ranges fetched ahead of the reader. With the defaults (16 MiB parts,
-/// concurrency 4) that is 80 MiB for `put`.
+/// being filled. `get` holds at most `part_size x (concurrency + 1)`: the
+/// ranges fetched ahead of the reader and the one it is reading. With the
+/// defaults (16 MiB parts, concurrency 4) that is 80 MiB either way.
 ///
 /// # Atomicity
 ///
@@ -355,20 +355,21 @@ impl S3Store {
         Ok(())
     }
 
-    /// One byte range of an object, read whole (retried as a whole when the
-    /// connection drops mid-body, which the SDK does not retry).
+    /// One byte range of an object, read whole as the chunks that arrived
+    /// (no copy into one buffer), retried as a whole when the connection
+    /// drops mid-body, which the SDK does not retry.
     async fn get_range(
         self,
         key: String,
         etag: Option<String>,
         start: u64,
         len: u64,
-    ) -> Result<Bytes> {
+    ) -> Result<Vec<Bytes>> {
         let full = self.full_key(&key);
         let mut attempt = 1;
         loop {
             let result = async {
-                let out = self
+                let mut out = self
                     .client
                     .get_object()
                     .bucket(&self.location.bucket)
@@ -378,23 +379,27 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(|e| Fetch::Fatal(self.err("get", &key, e)))?;
-                let body = out
+                let mut chunks = Vec::new();
+                let mut got = 0u64;
+                while let Some(chunk) = out
                     .body
-                    .collect()
+                    .try_next()
                     .await
                     .map_err(|e| Fetch::Retry(e.to_string()))?
-                    .into_bytes();
-                if body.len() as u64 != len {
+                {
+                    got += chunk.len() as u64;
+                    chunks.push(chunk);
+                }
+                if got != len {
                     return Err(Fetch::Retry(format!(
-                        "range at {start} returned {} bytes, expected {len}",
-                        body.len()
+                        "range at {start} returned {got} bytes, expected {len}"
                     )));
                 }
-                Ok(body)
+                Ok(chunks)
             }
             .await;
             match result {
-                Ok(body) => return Ok(body),
+                Ok(chunks) => return Ok(chunks),
                 Err(Fetch::Fatal(e)) => return Err(e),
                 Err(Fetch::Retry(why)) if attempt >= self.opts.max_attempts => {
                     return Err(Error::store(self.describe(), "get", &key, why));
@@ -586,6 +591,8 @@ impl Store for S3Store {
                     .get_range(key.clone(), etag.clone(), start, len)
             })
             .buffered(self.opts.concurrency)
+            .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
+            .try_flatten()
             .boxed())
     }
 
