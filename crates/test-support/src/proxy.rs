@@ -1,6 +1,6 @@
 //! A TCP proxy that injects network faults between a client and a real
-//! server: delays, connections reset after N bytes, or connections that
-//! stall (black-holed) after N bytes.
+//! server: delays, connections reset after N bytes, connections that
+//! stall (black-holed) after N bytes, or a byte corrupted in transit.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -33,6 +33,12 @@ pub enum Fault {
     ResetAfter {
         /// Client bytes let through first.
         bytes: u64,
+    },
+    /// The client's byte at offset `at` is inverted on its way to the
+    /// server; everything else passes: corruption in transit.
+    FlipAt {
+        /// Offset in the client's stream on this connection.
+        at: u64,
     },
     /// After the client has sent `bytes`, nothing more is forwarded in
     /// either direction until the client gives up: a black hole.
@@ -158,6 +164,12 @@ async fn relay(client: TcpStream, upstream: SocketAddr, fault: Fault) {
                             Fault::ResetAfter { .. } => Outcome::Reset,
                             _ => Outcome::Stall,
                         };
+                    }
+                }
+                Fault::FlipAt { at } => {
+                    if (sent..sent + n as u64).contains(&at) {
+                        let i = (at - sent) as usize;
+                        buf[i] = !buf[i];
                     }
                 }
                 Fault::None => {}

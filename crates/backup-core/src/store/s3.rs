@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
@@ -44,6 +45,10 @@ pub struct S3Options {
     /// exponential backoff for throttling, 5xx responses, timeouts and
     /// dropped connections.
     pub max_attempts: u32,
+    /// Longest one attempt of one request may take before it is abandoned
+    /// and retried (default 5 minutes: a 16 MiB part at 60 KiB/s), so a
+    /// connection that goes silent never hangs a backup.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for S3Options {
@@ -53,6 +58,7 @@ impl Default for S3Options {
             concurrency: 4,
             path_style: None,
             max_attempts: DEFAULT_ATTEMPTS,
+            attempt_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -142,6 +148,12 @@ impl S3Store {
             // Checksums are sent where we ask for them (parts and single
             // uploads), not on every request: several S3-compatible stores
             // reject the SDK's default trailing checksums on other calls.
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(opts.attempt_timeout)
+                    .build(),
+            )
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if sdk.region().is_none() {
@@ -438,7 +450,12 @@ where
     if let Some(status) = status {
         text.push_str(&format!(" (HTTP {status})"));
     }
-    let mut source = std::error::Error::source(&e);
+    // A service error's code and message say it all; transport errors
+    // (DNS, refused or reset connections, timeouts) need their causes.
+    let mut source = match e.code() {
+        Some(_) => None,
+        None => std::error::Error::source(&e),
+    };
     while let Some(cause) = source {
         text.push_str(&format!(": {cause}"));
         source = cause.source();

@@ -225,6 +225,61 @@ fn dropped_connections_are_retried_and_the_upload_is_exact() {
 }
 
 #[test]
+fn a_connection_that_goes_silent_is_abandoned_and_retried() {
+    let Some(server) = services::s3() else { return };
+    let rt = runtime();
+    rt.block_on(async {
+        let proxy = FaultProxy::start(server.addr).await;
+        let endpoint = format!("http://{}", proxy.addr());
+        let opts = S3Options {
+            attempt_timeout: Duration::from_secs(2),
+            ..small_parts()
+        };
+        let store = store_at(&server, &endpoint, &fresh_prefix("stall"), opts).await;
+        // The next 2 connections black-hole everything after 64 KiB.
+        proxy.set(Fault::StallAfter { bytes: 64 << 10 }, Some(2));
+        let data = pattern(12 * MIB, 9);
+        store
+            .put("data/stalled", stream_in_chunks(&data, MIB))
+            .await
+            .expect("put despite silent connections");
+        assert!(proxy.faulted() >= 1, "the fault was never triggered");
+        assert!(read_all(&store, "data/stalled").await == data);
+    });
+}
+
+#[test]
+fn a_part_corrupted_in_transit_is_refused_not_stored() {
+    let Some(server) = services::s3() else { return };
+    let rt = runtime();
+    rt.block_on(async {
+        let proxy = FaultProxy::start(server.addr).await;
+        let endpoint = format!("http://{}", proxy.addr());
+        let prefix = fresh_prefix("corrupt");
+        let store = store_at(&server, &endpoint, &prefix, small_parts()).await;
+        // Every connection has one byte flipped 3 MiB in: inside a part's
+        // body, past any headers.
+        proxy.set(Fault::FlipAt { at: 3 * MIB as u64 }, None);
+        let data = pattern(12 * MIB, 11);
+        let err = store
+            .put("data/corrupt", stream_in_chunks(&data, MIB))
+            .await
+            .expect_err("a corrupted part must not be accepted");
+        eprintln!("corrupted part refused: {err}");
+        assert!(err.to_string().contains("data/corrupt"), "{err}");
+        proxy.set(Fault::None, None);
+        assert!(
+            store
+                .head("data/corrupt")
+                .await
+                .expect_err("absent")
+                .is_not_found()
+        );
+        assert!(store.incomplete("").await.expect("incomplete").is_empty());
+    });
+}
+
+#[test]
 fn a_permanent_fault_aborts_cleanly() {
     let Some(server) = services::s3() else { return };
     let rt = runtime();
