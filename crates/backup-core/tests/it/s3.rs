@@ -44,6 +44,14 @@ async fn store_at(server: &S3Server, endpoint: &str, prefix: &str, opts: S3Optio
     S3Store::from_sdk_config(&sdk, location, opts).expect("store")
 }
 
+/// A store that reaches the server through a fault-injecting proxy.
+async fn behind_proxy(server: &S3Server, prefix: &str, opts: S3Options) -> (FaultProxy, S3Store) {
+    let proxy = FaultProxy::start(server.addr).await;
+    let endpoint = format!("http://{}", proxy.addr());
+    let store = store_at(server, &endpoint, prefix, opts).await;
+    (proxy, store)
+}
+
 fn small_parts() -> S3Options {
     S3Options {
         part_size: 5 * MIB,
@@ -198,10 +206,8 @@ fn dropped_connections_are_retried_and_the_upload_is_exact() {
     let Some(server) = services::s3() else { return };
     let rt = runtime();
     rt.block_on(async {
-        let proxy = FaultProxy::start(server.addr).await;
-        let endpoint = format!("http://{}", proxy.addr());
         let prefix = fresh_prefix("transient");
-        let store = store_at(&server, &endpoint, &prefix, small_parts()).await;
+        let (proxy, store) = behind_proxy(&server, &prefix, small_parts()).await;
         // The next 4 connections die after 1 MiB of request: mid-part.
         proxy.set(Fault::ResetAfter { bytes: MIB as u64 }, Some(4));
         let data = pattern(23 * MIB + 7, 42);
@@ -229,13 +235,11 @@ fn a_connection_that_goes_silent_is_abandoned_and_retried() {
     let Some(server) = services::s3() else { return };
     let rt = runtime();
     rt.block_on(async {
-        let proxy = FaultProxy::start(server.addr).await;
-        let endpoint = format!("http://{}", proxy.addr());
         let opts = S3Options {
             attempt_timeout: Duration::from_secs(2),
             ..small_parts()
         };
-        let store = store_at(&server, &endpoint, &fresh_prefix("stall"), opts).await;
+        let (proxy, store) = behind_proxy(&server, &fresh_prefix("stall"), opts).await;
         // The next 2 connections black-hole everything after 64 KiB.
         proxy.set(Fault::StallAfter { bytes: 64 << 10 }, Some(2));
         let data = pattern(12 * MIB, 9);
@@ -253,10 +257,7 @@ fn a_part_corrupted_in_transit_is_refused_not_stored() {
     let Some(server) = services::s3() else { return };
     let rt = runtime();
     rt.block_on(async {
-        let proxy = FaultProxy::start(server.addr).await;
-        let endpoint = format!("http://{}", proxy.addr());
-        let prefix = fresh_prefix("corrupt");
-        let store = store_at(&server, &endpoint, &prefix, small_parts()).await;
+        let (proxy, store) = behind_proxy(&server, &fresh_prefix("corrupt"), small_parts()).await;
         // Every connection has one byte flipped 3 MiB in: inside a part's
         // body, past any headers.
         proxy.set(Fault::FlipAt { at: 3 * MIB as u64 }, None);
@@ -284,14 +285,12 @@ fn a_permanent_fault_aborts_cleanly() {
     let Some(server) = services::s3() else { return };
     let rt = runtime();
     rt.block_on(async {
-        let proxy = FaultProxy::start(server.addr).await;
-        let endpoint = format!("http://{}", proxy.addr());
         let prefix = fresh_prefix("permanent");
         let opts = S3Options {
             max_attempts: 3,
             ..small_parts()
         };
-        let store = store_at(&server, &endpoint, &prefix, opts).await;
+        let (proxy, store) = behind_proxy(&server, &prefix, opts).await;
         let repo = Repository::new(Arc::new(store));
         let (recipients, _) = key_pair();
         // Every request larger than 1 MiB is cut off: small requests
