@@ -55,6 +55,10 @@ metadata_dir = "$gd/meta"
 data_dir = "$gd/data"
 db_engine = "sqlite"
 replication_factor = 1
+# Backups arrive encrypted, so incompressible: Garage's default zstd
+# compression of every block would only burn CPU (on this 2-core machine,
+# CPU the client's own compression needs).
+compression_level = "none"
 rpc_bind_addr = "127.0.0.1:13901"
 rpc_public_addr = "127.0.0.1:13901"
 rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
