@@ -49,6 +49,30 @@ impl Sandbox {
         cmd
     }
 
+    /// `backupctl backup --repo REPO EXTRA... -- sh -c ...`: a backup of a
+    /// command that writes 40 MB of random data and then hangs, so the
+    /// backup is mid-write for as long as a test needs, with output
+    /// silenced. Start it with `spawn`.
+    pub(crate) fn slow_backup(&self, repo: &OsStr, extra: &[&OsStr]) -> Command {
+        let mut args = vec![OsStr::new("backup"), OsStr::new("--repo"), repo];
+        args.extend_from_slice(extra);
+        args.extend(
+            [
+                "--name",
+                "slow",
+                "-q",
+                "--",
+                "sh",
+                "-c",
+                "head -c 40000000 /dev/urandom; sleep 120",
+            ]
+            .map(OsStr::new),
+        );
+        let mut cmd = self.cmd(args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        cmd
+    }
+
     /// Runs `backupctl ARGS` and returns its output.
     pub(crate) fn run<I, S>(&self, args: I) -> Output
     where

@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::{Sandbox, data_object, text, wait_for};
@@ -13,20 +13,7 @@ fn a_backup_killed_half_way_is_never_listed() {
     let sb = Sandbox::new();
     let repo = sb.path("repo");
     let mut child = sb
-        .cmd([
-            OsStr::new("backup"),
-            OsStr::new("--repo"),
-            repo.as_os_str(),
-            OsStr::new("--name"),
-            OsStr::new("slow"),
-            OsStr::new("-q"),
-            OsStr::new("--"),
-            OsStr::new("sh"),
-            OsStr::new("-c"),
-            OsStr::new("head -c 30000000 /dev/urandom; sleep 120"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .slow_backup(repo.as_os_str(), &[])
         .spawn()
         .expect("spawn");
     // Wait until the data object is being written, then kill -9.

@@ -3,7 +3,7 @@
 //! killed mid-upload that is never listed and that `gc --apply` cleans up.
 
 use std::ffi::OsStr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -150,34 +150,18 @@ fn a_backup_killed_mid_upload_is_never_listed_and_gc_cleans_up() {
     let Some(server) = services::s3() else { return };
     let sb = Sandbox::new();
     let repo = repo_url(&server, "killed");
-    let mut child = s3_cmd(
-        &sb,
-        &server,
-        &[
-            OsStr::new("backup"),
-            OsStr::new("--repo"),
+    let mut child = sb
+        .slow_backup(
             OsStr::new(&repo),
-            OsStr::new("--s3-part-size"),
-            OsStr::new("5MiB"),
-            OsStr::new("--name"),
-            OsStr::new("slow"),
-            OsStr::new("-q"),
-            OsStr::new("--"),
-            OsStr::new("sh"),
-            OsStr::new("-c"),
-            OsStr::new("head -c 40000000 /dev/urandom; sleep 120"),
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn");
-    // Wait until the multipart upload exists, then kill -9.
+            &[OsStr::new("--s3-part-size"), OsStr::new("5MiB")],
+        )
+        .envs(server.aws_env(&server.endpoint))
+        .spawn()
+        .expect("spawn");
+    // Kill -9 once the multipart upload exists: parts are being sent.
     let started = wait_for(Duration::from_secs(60), || {
         count(&gc_report(&sb, &server, &repo, false), "incomplete") >= 1
     });
-    // Give it time to push a few parts.
-    std::thread::sleep(Duration::from_millis(500));
     child.kill().expect("kill");
     child.wait().expect("reap");
     assert!(started, "the upload never started");

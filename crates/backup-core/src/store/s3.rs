@@ -363,6 +363,30 @@ impl S3Store {
             .build())
     }
 
+    /// `HeadObject`: the object's metadata and ETag; errors are reported as
+    /// part of `operation`.
+    async fn stat(
+        &self,
+        operation: &'static str,
+        key: &str,
+    ) -> Result<(ObjectMeta, Option<String>)> {
+        validate_key(key)?;
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.location.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.err(operation, key, e))?;
+        let meta = ObjectMeta {
+            key: key.to_owned(),
+            size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
+            modified: out.last_modified().and_then(to_utc),
+        };
+        Ok((meta, out.e_tag().map(str::to_owned)))
+    }
+
     async fn abort_upload(&self, full: &str, upload_id: &str) -> Result<()> {
         self.client
             .abort_multipart_upload()
@@ -622,18 +646,8 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream> {
-        validate_key(key)?;
-        let full = self.full_key(key);
-        let head = self
-            .client
-            .head_object()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| self.err("get", key, e))?;
-        let size = u64::try_from(head.content_length().unwrap_or(0)).unwrap_or(0);
-        let etag = head.e_tag().map(str::to_owned);
+        let (meta, etag) = self.stat("get", key).await?;
+        let size = meta.size;
         let part = self.opts.part_size as u64;
         let ranges = (0..size.div_ceil(part)).map(move |i| (i * part, part.min(size - i * part)));
         let store = self.clone();
@@ -651,20 +665,7 @@ impl Store for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        validate_key(key)?;
-        let out = self
-            .client
-            .head_object()
-            .bucket(&self.location.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await
-            .map_err(|e| self.err("head", key, e))?;
-        Ok(ObjectMeta {
-            key: key.to_owned(),
-            size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
-            modified: out.last_modified().and_then(to_utc),
-        })
+        Ok(self.stat("head", key).await?.0)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
