@@ -62,7 +62,7 @@ pub fn compress(data: &[u8], opts: &PipelineOptions) -> Result<Vec<u8>> {
         });
         let mut out = Vec::new();
         while let Some(frame) = reader.next()? {
-            out.extend_from_slice(&frame);
+            out.extend_from_slice(frame.compressed());
             reader.recycle(frame);
         }
         producer

@@ -3,10 +3,11 @@
 //! Three stages run at once:
 //!
 //! 1. *read* (a pipeline thread): the source writes into [`PlainSink`], which
-//!    hashes the plaintext and feeds zstd; zstd's own worker threads compress
-//!    and its output is cut into blocks for the next stage;
-//! 2. *seal* (a pipeline thread): age encrypts the compressed blocks, the
-//!    result is hashed and cut into chunks for the store;
+//!    cuts the plaintext into frames for the zstd workers
+//!    ([`frames`](super::frames));
+//! 2. *seal* (a pipeline thread): takes the compressed frames in order,
+//!    hashes each frame's plaintext, age-encrypts the compressed bytes, and
+//!    hashes and cuts the result into chunks for the store;
 //! 3. *store* (the caller's task): [`Store::put`] consumes the chunks.
 //!
 //! The store sees the end of the stream only after every stage has finished
@@ -71,7 +72,6 @@ pub(crate) async fn encode(
             buf: frames_tx.buffer(),
             frames: frames_tx,
             filled: 0,
-            hasher: Hasher::new(),
             bytes: 0,
             progress: read_progress.as_ref(),
         };
@@ -80,9 +80,9 @@ pub(crate) async fn encode(
             warn: &warn,
         };
         let info = source.produce(&mut plain, &read_opts)?;
-        let (raw, plaintext) = plain.finish()?;
+        let raw = plain.finish()?;
         let warnings = warnings.into_inner().unwrap_or_else(|e| e.into_inner());
-        Ok((info, raw, plaintext, warnings))
+        Ok((info, raw, warnings))
     });
 
     let seal_progress = Arc::clone(&progress);
@@ -98,14 +98,16 @@ pub(crate) async fn encode(
             progress: seal_progress.as_ref(),
         };
         let mut age = encryptor.wrap_output(sink).map_err(unwrap_io)?;
+        let mut plain = Hasher::new();
         let mut compressed = 0u64;
         while let Some(frame) = frames_rx.next()? {
-            age.write_all(&frame).map_err(unwrap_io)?;
-            compressed += frame.len() as u64;
+            plain.update(frame.plain());
+            age.write_all(frame.compressed()).map_err(unwrap_io)?;
+            compressed += frame.compressed().len() as u64;
             frames_rx.recycle(frame);
         }
         let (stored, digest) = age.finish().map_err(unwrap_io)?.finish()?;
-        Ok((compressed, stored, digest))
+        Ok((Sha256(plain.finalize().into()), compressed, stored, digest))
     });
 
     let put = store.put(key, chunk_stream(chunk_rx));
@@ -114,7 +116,7 @@ pub(crate) async fn encode(
     let (seal, seal_status) = split(seal);
     let (_, put_status) = split(put);
     first_failure([read_status, seal_status, put_status])?;
-    let (Some((info, raw, plaintext, warnings)), Some((compressed, stored, stored_sha))) =
+    let (Some((info, raw, warnings)), Some((plaintext, compressed, stored, stored_sha))) =
         (read, seal)
     else {
         return Err(Error::Interrupted(
@@ -128,23 +130,20 @@ pub(crate) async fn encode(
     })
 }
 
-/// Hashes and counts the plaintext and cuts it into frames for the zstd
-/// workers. Sources read file data straight into its buffer.
+/// Counts the plaintext and cuts it into frames for the zstd workers.
+/// Sources read file data straight into its buffer.
 struct PlainSink<'p> {
     frames: FrameWriter,
     buf: Vec<u8>,
     filled: usize,
-    hasher: Hasher,
     bytes: u64,
     progress: &'p dyn Progress,
 }
 
 impl PlainSink<'_> {
     fn submit(&mut self) -> Result<()> {
-        let data = &self.buf[..self.filled];
-        self.hasher.update(data);
-        self.bytes += data.len() as u64;
-        self.progress.plaintext(data.len() as u64);
+        self.bytes += self.filled as u64;
+        self.progress.plaintext(self.filled as u64);
         let next = self.frames.buffer();
         let full = std::mem::replace(&mut self.buf, next);
         let len = std::mem::take(&mut self.filled);
@@ -158,14 +157,12 @@ impl PlainSink<'_> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(u64, Sha256)> {
+    fn finish(mut self) -> Result<u64> {
         if self.filled > 0 {
             self.submit()?;
         }
-        let digest = Sha256(self.hasher.clone().finalize().into());
-        let bytes = self.bytes;
         self.frames.end()?;
-        Ok((bytes, digest))
+        Ok(self.bytes)
     }
 }
 

@@ -14,9 +14,14 @@
 //! zstd's `pzstd` does; they compress as well as ZSTDMT without overlap
 //! (measured: +0.1% size on the benchmark corpus).
 //!
-//! Memory: at most `workers + queue` plaintext buffers and as many output
-//! buffers of about `frame_size` each, plus one zstd context (about 1.3 MiB
-//! at level 3) per worker.
+//! Each frame comes back to the consumer with its plaintext, so the consumer
+//! can hash the plaintext in order off the producer's thread (which is the
+//! busiest: it copies every byte out of the kernel) before recycling both
+//! buffers.
+//!
+//! Memory: at most `2 * (workers + queue) + 1` plaintext buffers and as many
+//! output buffers of about `frame_size` each, plus one zstd context (about
+//! 1.3 MiB at level 3) per worker.
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -30,12 +35,31 @@ use crate::error::{Error, Result};
 struct Job {
     input: Vec<u8>,
     len: usize,
-    reply: SyncSender<Result<Vec<u8>>>,
+    reply: SyncSender<Result<Frame>>,
+}
+
+/// A compressed frame and the plaintext it came from.
+pub(crate) struct Frame {
+    compressed: Vec<u8>,
+    input: Vec<u8>,
+    len: usize,
+}
+
+impl Frame {
+    /// The frame as zstd wrote it.
+    pub(crate) fn compressed(&self) -> &[u8] {
+        &self.compressed
+    }
+
+    /// The plaintext that was compressed.
+    pub(crate) fn plain(&self) -> &[u8] {
+        &self.input[..self.len]
+    }
 }
 
 /// What the consumer receives, in frame order.
 enum Ordered {
-    Frame(Receiver<Result<Vec<u8>>>),
+    Frame(Receiver<Result<Frame>>),
     End,
 }
 
@@ -80,12 +104,13 @@ impl FrameWriter {
 /// The consuming side: compressed frames in order.
 pub(crate) struct FrameReader {
     order: Receiver<Ordered>,
-    recycle: SyncSender<Vec<u8>>,
+    free_in: SyncSender<Vec<u8>>,
+    free_out: SyncSender<Vec<u8>>,
 }
 
 impl FrameReader {
     /// The next compressed frame, or `None` after the last one.
-    pub(crate) fn next(&mut self) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn next(&mut self) -> Result<Option<Frame>> {
         match self.order.recv() {
             Ok(Ordered::Frame(result)) => match result.recv() {
                 Ok(frame) => frame.map(Some),
@@ -96,10 +121,16 @@ impl FrameReader {
         }
     }
 
-    /// Returns a frame's buffer for reuse.
-    pub(crate) fn recycle(&self, mut frame: Vec<u8>) {
-        frame.clear();
-        let _ = self.recycle.try_send(frame);
+    /// Returns a frame's buffers for reuse.
+    pub(crate) fn recycle(&self, frame: Frame) {
+        let Frame {
+            mut compressed,
+            input,
+            ..
+        } = frame;
+        compressed.clear();
+        let _ = self.free_out.try_send(compressed);
+        let _ = self.free_in.try_send(input);
     }
 }
 
@@ -114,19 +145,15 @@ pub(crate) fn start(
     let workers = workers.max(1);
     let (work_tx, work_rx) = sync_channel::<Job>(queue);
     let (order_tx, order_rx) = sync_channel(workers + queue);
-    let (free_in_tx, free_in_rx) = sync_channel(workers + queue + 1);
-    let (free_out_tx, free_out_rx) = sync_channel::<Vec<u8>>(workers + queue + 1);
+    let (free_in_tx, free_in_rx) = sync_channel(2 * (workers + queue) + 1);
+    let (free_out_tx, free_out_rx) = sync_channel::<Vec<u8>>(2 * (workers + queue) + 1);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let free_out_rx = Arc::new(Mutex::new(free_out_rx));
     let bound = zstd::zstd_safe::compress_bound(frame_size);
     for n in 0..workers {
         let mut zstd = Compressor::new(level)
             .map_err(|e| Error::Config(format!("cannot set up zstd level {level}: {e}")))?;
-        let (work_rx, free_in, free_out) = (
-            Arc::clone(&work_rx),
-            free_in_tx.clone(),
-            Arc::clone(&free_out_rx),
-        );
+        let (work_rx, free_out) = (Arc::clone(&work_rx), Arc::clone(&free_out_rx));
         std::thread::Builder::new()
             .name(format!("shipshape-zstd-{n}"))
             .spawn(move || {
@@ -143,9 +170,12 @@ pub(crate) fn start(
                         .unwrap_or_else(|| Vec::with_capacity(bound));
                     let result = zstd
                         .compress_to_buffer(&job.input[..job.len], &mut out)
-                        .map(|_| out)
+                        .map(|_| Frame {
+                            compressed: out,
+                            input: job.input,
+                            len: job.len,
+                        })
                         .map_err(|e| Error::Interrupted(format!("zstd failed: {e}")));
-                    let _ = free_in.try_send(job.input);
                     let _ = job.reply.send(result);
                 }
             })
@@ -160,7 +190,8 @@ pub(crate) fn start(
         },
         FrameReader {
             order: order_rx,
-            recycle: free_out_tx,
+            free_in: free_in_tx,
+            free_out: free_out_tx,
         },
     ))
 }
@@ -182,16 +213,19 @@ mod tests {
             writer.end().expect("end");
         });
         let mut stream = Vec::new();
+        let mut plain = Vec::new();
         while let Some(frame) = reader.next().expect("frame") {
-            stream.extend_from_slice(&frame);
+            stream.extend_from_slice(frame.compressed());
+            plain.extend_from_slice(frame.plain());
             reader.recycle(frame);
         }
         producer.join().expect("producer");
-        let plain = zstd::stream::decode_all(&stream[..]).expect("decodes as one stream");
+        let decoded = zstd::stream::decode_all(&stream[..]).expect("decodes as one stream");
         let want: Vec<u8> = (0..50u8)
             .flat_map(|i| std::iter::repeat_n(i, 1000 + usize::from(i) * 50))
             .collect();
-        assert_eq!(plain, want);
+        assert_eq!(decoded, want);
+        assert_eq!(plain, want, "each frame comes back with its plaintext");
     }
 
     #[test]
