@@ -2,7 +2,8 @@
 # Side by side, in one run: backupctl against what a user would otherwise
 # run to back up a directory to local disk, and the matching restores.
 #
-#   benches/compare.sh [--size MIB] [--rounds N] [--rss-size MIB] [--workdir DIR] [--s3|--s3-only]
+#   benches/compare.sh [--size MIB] [--rounds N] [--rss-size MIB] [--workdir DIR]
+#                      [--s3|--s3-only] [--pg|--pg-only] [--pg-scale N]
 #
 # Tools: backupctl; `tar | zstd -3 -T0 | age` (the same work in three
 # processes); restic (repository v2, compression auto); and
@@ -23,9 +24,16 @@
 # parts, concurrency 4) and with `tar | zstd | age | aws s3 cp -` (awscli
 # from PyPI), then the RSS-SIZE corpus with backupctl. --s3-only skips the
 # local comparison.
+# With --pg, the PostgreSQL test server (scripts/test-services.sh) gets a
+# pgbench database of scale PG-SCALE (default 64, ~1 GB) and it is backed up
+# by backupctl (pg_dump in a snapshot plus exact row counts of every table)
+# and by the pipelines users write: `pg_dump -Fc -Z0 | zstd -3 -T0 | age`,
+# `pg_dump -Fc | age` and `pg_dump | gzip | openssl enc`. --pg-only skips
+# the local comparison.
 set -euo pipefail
 
 size=1024 rounds=3 rss_size=4096 work=${TMPDIR:-/tmp}/shipshape-compare s3=false local=true
+pg=false pg_scale=64
 while (($#)); do
   case $1 in
     --size) size=$2; shift 2 ;;
@@ -34,7 +42,10 @@ while (($#)); do
     --workdir) work=$2; shift 2 ;;
     --s3) s3=true; shift ;;
     --s3-only) s3=true local=false; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --pg) pg=true; shift ;;
+    --pg-only) pg=true local=false; shift ;;
+    --pg-scale) pg_scale=$2; shift 2 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,7 +70,7 @@ corpus() { # SIZE -> path of a generated corpus
   fi
   echo "$dir"
 }
-src=$(corpus "$size")
+if $local || $s3; then src=$(corpus "$size"); fi
 
 if [[ ! -e $work/key.txt ]]; then
   age-keygen -o "$work/key.txt" 2>/dev/null
@@ -235,5 +246,66 @@ if $s3; then
     printf '\nMemory with a %s MiB corpus to S3 (16 MiB parts, concurrency 4): backupctl peak RSS %s (%.1f s).\n' \
       "$rss_size" "$(mib $((m * 1024)))" "$w" | tee -a "$work/results.md"
   fi
+fi
+if $pg; then
+  scripts/test-services.sh start >/dev/null
+  # shellcheck disable=SC1091
+  source target/test-services/env
+  pgbin=$SHIPSHAPE_TEST_PG_BIN
+  admin=$SHIPSHAPE_TEST_PG_URL
+  db=shipshape_bench_$pg_scale
+  pgurl=${admin%/*}/$db
+  if [[ $("$pgbin/psql" -X -tA -d "$admin" -c "SELECT 1 FROM pg_database WHERE datname = '$db'") != 1 ]]; then
+    echo "creating a pgbench database of scale $pg_scale" >&2
+    "$pgbin/psql" -X -q -d "$admin" -c "CREATE DATABASE $db"
+    "$pgbin/pgbench" -i -s "$pg_scale" -I dtGvp -q "$pgurl" >/dev/null 2>&1
+  fi
+  dbsize=$("$pgbin/psql" -X -tA -d "$admin" -c "SELECT pg_size_pretty(pg_database_size('$db'))")
+  mkdir -p "$out"
+  pgtools=(backupctl "pg_dump -Z0|zstd|age" "pg_dump -Fc|age" "pg_dump|gzip|openssl")
+  declare -A pgcmd=(
+    [backupctl]="$T $bctl backup '$pgurl' --repo '$out/bctl-pg' -R $recipient -q >/dev/null"
+    ["pg_dump -Z0|zstd|age"]="$T $pgbin/pg_dump -Fc -Z0 -d '$pgurl' | $T zstd -3 -T0 -q | $T age -r $recipient > '$out/pg.dump.zst.age'"
+    ["pg_dump -Fc|age"]="$T $pgbin/pg_dump -Fc -d '$pgurl' | $T age -r $recipient > '$out/pg.dump.age'"
+    ["pg_dump|gzip|openssl"]="$T $pgbin/pg_dump -d '$pgurl' | $T gzip -6 | $T openssl enc -aes-256-cbc -pbkdf2 -salt -pass env:BENCH_PASS > '$out/pg.sql.gz.enc'"
+  )
+  declare -A pgstored=(
+    [backupctl]="$out/bctl-pg"
+    ["pg_dump -Z0|zstd|age"]="$out/pg.dump.zst.age"
+    ["pg_dump -Fc|age"]="$out/pg.dump.age"
+    ["pg_dump|gzip|openssl"]="$out/pg.sql.gz.enc"
+  )
+  declare -A pgwall pgrss pgsize
+  echo "backing up PostgreSQL database $db ($dbsize), $rounds rounds" >&2
+  for ((r = 1; r <= rounds; r++)); do
+    for t in "${pgtools[@]}"; do
+      rm -rf "${pgstored[$t]}"
+      read -r w m < <(run "${pgcmd[$t]}")
+      [[ $w == failed ]] && exit 1
+      pgwall[$t]+="$w " pgrss[$t]+="$m "
+      echo "  round $r $t: ${w}s ${m} KB" >&2
+    done
+  done
+  for t in "${pgtools[@]}"; do pgsize[$t]=$(du -sb "${pgstored[$t]}" | cut -f1); done
+  drill_start=$(date +%s.%N)
+  "$bctl" verify latest --repo "$out/bctl-pg" --identity "$work/key.txt" \
+    --restore-test --scratch "$admin" -q >/dev/null
+  drill=$(echo "$(date +%s.%N) - $drill_start" | bc)
+  base_pg=$(echo "${pgwall["pg_dump -Z0|zstd|age"]}" | med)
+  {
+    echo
+    echo "PostgreSQL: pgbench scale $pg_scale ($dbsize), server $("$pgbin/postgres" --version | awk '{print $3}') on loopback; backupctl includes exact row counts of every table in the dump's snapshot:"
+    echo
+    echo "| tool | backup wall | vs pg_dump -Z0\\|zstd\\|age | peak RSS | stored |"
+    echo "|---|---|---|---|---|"
+    for t in "${pgtools[@]}"; do
+      b=$(echo "${pgwall[$t]}" | med)
+      printf '| %s | %.2f s | %.2fx | %s | %s |\n' "${t//|/\\|}" "$b" \
+        "$(echo "$b / $base_pg" | bc -l)" "$(mib $(($(echo "${pgrss[$t]}" | med) * 1024)))" \
+        "$(mib "${pgsize[$t]}")"
+    done
+    echo
+    printf 'backupctl verify --restore-test (restore into a scratch database, count every table, drop it): %.1f s.\n' "$drill"
+  } | tee -a "$work/results.md"
 fi
 echo "results: $work/results.md" >&2

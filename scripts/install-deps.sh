@@ -2,7 +2,8 @@
 # Installs what Shipshape's tests (and, with --bench, its comparison
 # benchmarks) need, reusing whatever is already installed. Safe to re-run.
 #
-#   scripts/install-deps.sh          # test tools: age, zstd, tar, mkfifo, setpriv, curl, cargo-fuzz
+#   scripts/install-deps.sh          # test tools: age, zstd, tar, mkfifo, setpriv, curl, openssl,
+#                                    # PostgreSQL (server and client tools), cargo-fuzz
 #   scripts/install-deps.sh --bench  # plus restic, openssl, gzip, GNU time
 set -euo pipefail
 
@@ -13,6 +14,9 @@ bench=false
 declare -A want=(
   [age]=age [age-keygen]=age [zstd]=zstd [tar]=tar [mkfifo]=coreutils [setpriv]=util-linux [curl]=curl
 )
+# The PostgreSQL server and client tools (not on PATH in Debian's layout).
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || want+=([/usr/lib/postgresql/x/bin/pg_ctl]=postgresql)
+want+=([openssl]=openssl)
 if $bench; then
   want+=([restic]=restic [openssl]=openssl [gzip]=gzip [/usr/bin/time]=time)
 fi

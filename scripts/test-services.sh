@@ -2,6 +2,7 @@
 # Installs, starts and stops the real servers Shipshape's tests talk to.
 #
 #   scripts/test-services.sh start   # install (once) and start; prints the env file path
+#   scripts/test-services.sh start postgres   # (or garage) just that one
 #   scripts/test-services.sh stop    # stop what `start` started
 #   scripts/test-services.sh env     # print the environment the tests read
 #
@@ -10,6 +11,12 @@
 #   Garage (S3)   http://127.0.0.1:13900, region "garage", bucket "shipshape-test",
 #                 a fixed test key; built once with `cargo install garage`
 #                 (~25 minutes on 2 cores) and reused afterwards.
+#   PostgreSQL    postgres://postgres:shipshape-test@127.0.0.1:55432/postgres, the
+#                 newest server in /usr/lib/postgresql (Debian's `postgresql`
+#                 package, installed by scripts/install-deps.sh); password
+#                 logins over TCP, TLS on with a throwaway CA
+#                 (SHIPSHAPE_TEST_PG_CA), fsync off. Run as the `postgres`
+#                 user when started by root (initdb refuses root).
 #
 # The tests read target/test-services/env (sourced by scripts/test.sh); a
 # test whose server is not running fails under CI=true naming this script.
@@ -101,6 +108,72 @@ stop_garage() {
   fi
 }
 
+PG_PORT=55432
+PG_PASSWORD=shipshape-test
+
+pg_bin() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  if [[ -z $bin ]]; then
+    echo "no PostgreSQL server in /usr/lib/postgresql: run scripts/install-deps.sh" >&2
+    exit 1
+  fi
+  echo "$bin"
+}
+
+# Runs a command as the server's owner: `postgres` when we are root.
+as_pg() {
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_dir() {
+  # The server's owner must reach its files: under a root-owned checkout
+  # that may be impossible, so a root run keeps them in /tmp.
+  if [[ $(id -u) -eq 0 ]]; then echo "${TMPDIR:-/tmp}/shipshape-test-postgres"; else echo "$dir/postgres"; fi
+}
+
+start_postgres() {
+  local bin pd; bin=$(pg_bin); pd=$(pg_dir)
+  if [[ -e $pd/data/postmaster.pid ]] && as_pg "$bin/pg_ctl" -D "$pd/data" status >/dev/null 2>&1; then
+    echo "PostgreSQL already running ($pd)" >&2
+    return
+  fi
+  rm -rf "$pd"
+  mkdir -p "$pd/tls"
+  # A throwaway CA and a server certificate for localhost and 127.0.0.1.
+  (
+    cd "$pd/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=shipshape test CA" \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile san.ext -out server.crt 2>/dev/null
+    chmod 600 server.key ca.key
+  )
+  printf '%s\n' "$PG_PASSWORD" >"$pd/pwfile"
+  if [[ $(id -u) -eq 0 ]]; then chown -R postgres:postgres "$pd"; fi
+  chmod 700 "$pd"
+  as_pg "$bin/initdb" -D "$pd/data" -U postgres --pwfile="$pd/pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 -N >"$pd/initdb.log" 2>&1 || {
+    cat "$pd/initdb.log" >&2; exit 1; }
+  as_pg "$bin/pg_ctl" -D "$pd/data" -l "$pd/server.log" -w -t 30 -o "\
+    -c listen_addresses=127.0.0.1 -p $PG_PORT -k $pd \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c shared_buffers=256MB -c max_connections=60 \
+    -c ssl=on -c ssl_cert_file=$pd/tls/server.crt -c ssl_key_file=$pd/tls/server.key" \
+    start >/dev/null || { cat "$pd/server.log" >&2; exit 1; }
+  echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT ($pd)" >&2
+}
+
+stop_postgres() {
+  local bin pd; pd=$(pg_dir)
+  [[ -e $pd/data/postmaster.pid ]] || return 0
+  bin=$(pg_bin)
+  as_pg "$bin/pg_ctl" -D "$pd/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
 write_env() {
   mkdir -p "$dir"
   cat >"$envfile" <<ENV
@@ -109,12 +182,22 @@ export SHIPSHAPE_TEST_S3_BUCKET=$BUCKET
 export SHIPSHAPE_TEST_S3_REGION=garage
 export SHIPSHAPE_TEST_S3_KEY_ID=$KEY_ID
 export SHIPSHAPE_TEST_S3_SECRET=$KEY_SECRET
+export SHIPSHAPE_TEST_PG_URL=postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres
+export SHIPSHAPE_TEST_PG_CA=$(pg_dir)/tls/ca.crt
+export SHIPSHAPE_TEST_PG_BIN=$(pg_bin)
 ENV
 }
 
 case ${1:-} in
-  start) start_garage; write_env; echo "$envfile" ;;
-  stop) stop_garage ;;
+  start)
+    case ${2:-all} in
+      all) start_postgres; start_garage ;;
+      postgres) start_postgres ;;
+      garage) start_garage ;;
+      *) echo "unknown service ${2}: postgres or garage" >&2; exit 2 ;;
+    esac
+    write_env; echo "$envfile" ;;
+  stop) stop_garage; stop_postgres ;;
   env) write_env; cat "$envfile" ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  *) sed -n '2,23p' "$0"; exit 2 ;;
 esac

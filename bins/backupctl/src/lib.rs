@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use backup_core::age::secrecy::SecretString;
+use backup_core::postgres::{PgRestoreOptions, PgSource, PgTarget};
 use backup_core::{
     BackupOptions, BackupRef, Identities, Manifest, PipelineOptions, Progress, Recipients,
     Repository, RestoreOptions, RestoreTarget, S3Location, S3Options, S3Store, Source, keys,
@@ -22,7 +23,7 @@ mod output;
 mod progress;
 
 pub use cli::Cli;
-use cli::{BackupArgs, Command, DecryptArgs, PassphraseArgs, RepoArgs, WhichArgs};
+use cli::{BackupArgs, Command, DecryptArgs, PassphraseArgs, PgRestoreArgs, RepoArgs, WhichArgs};
 use progress::Bar;
 
 /// A mistake in how the command was called: exit status 2.
@@ -86,9 +87,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             which,
             target,
             force,
+            pg,
             keys,
             repo,
-        } => restore(&repo, &which, &keys, target, force, quiet).await,
+        } => restore(&repo, &which, &keys, target, force, &pg, quiet).await,
         Command::Gc {
             older_than,
             apply,
@@ -97,9 +99,19 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => gc(&repo, older_than, apply, json).await,
         Command::Verify {
             which,
+            restore_test: true,
+            scratch: Some(scratch),
+            pg,
             keys,
             repo,
             json,
+        } => drill(&repo, &which, &keys, &scratch, &pg, json, quiet).await,
+        Command::Verify {
+            which,
+            keys,
+            repo,
+            json,
+            ..
         } => verify(&repo, &which, &keys, json, quiet).await,
     }
 }
@@ -212,9 +224,32 @@ fn recipients(args: &BackupArgs) -> Result<Recipients> {
     }
 }
 
+/// The postgres:// URL `arg` spells, if it is one.
+fn postgres_url(arg: &Path) -> Option<&str> {
+    arg.to_str()
+        .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+}
+
 async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
+    let url = args.path.as_deref().and_then(postgres_url);
+    if args.globals && url.is_none() {
+        return Err(usage("--globals goes with a postgres:// URL"));
+    }
     let source = match (&args.path, args.command.split_first()) {
         (None, Some((program, rest))) => Source::command(program, rest.iter().cloned()),
+        (Some(_), None) if url.is_some() => {
+            let target =
+                PgTarget::parse(url.unwrap_or_default()).map_err(|e| usage(e.to_string()))?;
+            let mut pg = if args.globals {
+                PgSource::globals(target)
+            } else {
+                PgSource::database(target).with_row_counts(args.row_counts)
+            };
+            if let Some(dir) = &args.pg_bin {
+                pg = pg.with_bin_dir(dir);
+            }
+            pg.into()
+        }
         (Some(p), None) if p.as_os_str() == "-" => Source::Stdin,
         (Some(p), None) => Source::path(p),
         _ => return Err(usage("give either PATH (or `-`) or `-- COMMAND`, not both")),
@@ -354,17 +389,52 @@ async fn gc(repo_args: &RepoArgs, older_than: Duration, apply: bool, json: bool)
     Ok(())
 }
 
+fn pg_restore_options(pg: &PgRestoreArgs, force: bool, bar: &Arc<Bar>) -> PgRestoreOptions {
+    PgRestoreOptions {
+        force,
+        no_owner: pg.no_owner,
+        bin_dir: pg.pg_bin.clone(),
+        progress: Arc::clone(bar) as Arc<dyn Progress>,
+    }
+}
+
 async fn restore(
     repo_args: &RepoArgs,
     which: &WhichArgs,
     keys: &DecryptArgs,
     target: PathBuf,
     mut force: bool,
+    pg: &PgRestoreArgs,
     quiet: bool,
 ) -> Result<()> {
     let repo = repository(repo_args).await?;
     let manifest = find(&repo, which).await?;
     let ids = identities(keys, &manifest)?;
+    if let Some(url) = postgres_url(&target) {
+        let db = PgTarget::parse(url).map_err(|e| usage(e.to_string()))?;
+        let bar = Bar::new(quiet, "restoring");
+        bar.set_total(manifest.sizes.raw);
+        let started = Instant::now();
+        let result = repo
+            .restore_postgres(&manifest, &ids, &db, &pg_restore_options(pg, force, &bar))
+            .await;
+        bar.finish();
+        let report = result?;
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        if !quiet {
+            eprintln!(
+                "restored backup {} into {}{} with {} in {:.1?}",
+                manifest.id,
+                report.target,
+                if report.created { " (created)" } else { "" },
+                report.tool,
+                started.elapsed()
+            );
+        }
+        return Ok(());
+    }
     let target = if target.as_os_str() == "-" {
         if io::stdout().is_terminal() {
             return Err(usage(
@@ -461,4 +531,72 @@ async fn verify(
         );
     }
     Ok(())
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+async fn stop_requested() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+async fn drill(
+    repo_args: &RepoArgs,
+    which: &WhichArgs,
+    keys: &DecryptArgs,
+    scratch: &str,
+    pg: &PgRestoreArgs,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    let server = PgTarget::parse(scratch).map_err(|e| usage(format!("--scratch: {e}")))?;
+    let repo = repository(repo_args).await?;
+    let manifest = find(&repo, which).await?;
+    let ids = identities(keys, &manifest)?;
+    let bar = Bar::new(quiet || json, "restore drill");
+    bar.set_total(manifest.sizes.raw);
+    let started = Instant::now();
+    let result = repo
+        .restore_drill(
+            &manifest,
+            &ids,
+            &server,
+            &pg_restore_options(pg, false, &bar),
+            stop_requested(),
+        )
+        .await;
+    bar.finish();
+    let report = result?;
+    if json {
+        println!("{}", output::drill_json(&report, started.elapsed()));
+    } else {
+        print!("{}", output::drill_text(&report, started.elapsed()));
+    }
+    if !report.dropped {
+        eprintln!(
+            "warning: the scratch database {} could not be dropped; drop it by hand",
+            report.scratch
+        );
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        bail!(
+            "restore drill of backup {} failed: {} of {} tables differ from the manifest, {} \
+             restore error(s)",
+            report.id,
+            report.failed_tables(),
+            report.tables.len(),
+            report.restore_errors.len()
+        )
+    }
 }

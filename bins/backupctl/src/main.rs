@@ -18,7 +18,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(backupctl::run(cli)) {
+    let result = runtime.block_on(backupctl::run(cli));
+    // Pipeline threads of an abandoned operation (an interrupted restore
+    // drill) stop on their own once their channels close; do not wait long.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

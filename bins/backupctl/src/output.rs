@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use backup_core::manifest::SourceInfo;
+use backup_core::manifest::{PgDump, RowCounts, SourceInfo};
+use backup_core::postgres::DrillReport;
 use backup_core::{Error, GcReport, Manifest, VerifyReport};
 use indicatif::HumanBytes;
 use serde_json::{Value, json};
@@ -40,6 +41,16 @@ fn source(s: &SourceInfo) -> String {
         SourceInfo::Command { program } => format!("the output of `{program}`"),
         SourceInfo::Stream { description } => format!("stream `{description}`"),
         SourceInfo::Imported { path, .. } => format!("imported file {path}"),
+        SourceInfo::Postgres(pg) => match pg.dump {
+            PgDump::Database => format!(
+                "PostgreSQL database {} on {} ({} tables, row counts {})",
+                pg.database,
+                pg.server,
+                pg.tables.len(),
+                pg.row_counts
+            ),
+            PgDump::Globals => format!("PostgreSQL roles and tablespaces on {}", pg.server),
+        },
         _ => "source".into(),
     }
 }
@@ -163,4 +174,69 @@ pub(crate) fn gc_json(r: &GcReport) -> Value {
         })).collect::<Vec<_>>(),
         "unreferenced_bytes": r.unreferenced_bytes,
     })
+}
+
+/// The restore drill's table-by-table report for people.
+pub(crate) fn drill_text(r: &DrillReport, took: Duration) -> String {
+    let mut out = format!(
+        "restore drill of backup {} in scratch database {} with {}\n",
+        r.id, r.scratch, r.tool
+    );
+    let names: Vec<String> = r
+        .tables
+        .iter()
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    let width = names.iter().map(String::len).max().unwrap_or(5).max(5);
+    let count = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    out.push_str(&format!(
+        "  {:<width$}  {:>12}  {:>12}  result\n",
+        "table", "expected", "found"
+    ));
+    for (t, name) in r.tables.iter().zip(&names) {
+        let verdict = match (t.ok, t.found) {
+            (true, _) => "ok",
+            (false, None) => "MISSING",
+            (false, Some(_)) => "MISMATCH",
+        };
+        out.push_str(&format!(
+            "  {name:<width$}  {:>12}  {:>12}  {verdict}\n",
+            count(t.expected),
+            count(t.found)
+        ));
+    }
+    for e in &r.restore_errors {
+        out.push_str(&format!("restore error: {e}\n"));
+    }
+    let compared = match r.row_counts {
+        RowCounts::Exact => "exact row counts",
+        RowCounts::Estimate => "tables (row counts were estimates, not compared)",
+        RowCounts::Off => "tables (no row counts were taken)",
+    };
+    if r.passed() {
+        out.push_str(&format!(
+            "ok: {} tables restored and match the manifest's {compared} ({:.1?})\n",
+            r.tables.len(),
+            took
+        ));
+    } else {
+        out.push_str(&format!(
+            "FAILED: {} of {} tables do not match the manifest's {compared}; {} restore \
+             error(s)\n",
+            r.failed_tables(),
+            r.tables.len(),
+            r.restore_errors.len()
+        ));
+    }
+    out
+}
+
+/// The restore drill's report as JSON.
+pub(crate) fn drill_json(r: &DrillReport, took: Duration) -> String {
+    let mut value = serde_json::to_value(r).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("ok".into(), Value::Bool(r.passed()));
+        map.insert("seconds".into(), json!(took.as_secs_f64()));
+    }
+    serde_json::to_string_pretty(&value).unwrap_or_default()
 }

@@ -147,6 +147,17 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A PostgreSQL server refused, failed or could not be reached, or its
+    /// client tools are missing or too old.
+    #[error("PostgreSQL {target}: {problem}")]
+    Postgres {
+        /// The database, as `postgres://USER@HOST:PORT/DB` (never with a
+        /// password).
+        target: String,
+        /// What went wrong, with the server's own message.
+        problem: String,
+    },
+
     /// Options that cannot work together or are out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

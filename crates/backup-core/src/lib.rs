@@ -60,6 +60,8 @@ mod import;
 pub mod keys;
 pub mod manifest;
 mod pipeline;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod progress;
 mod repo;
 mod restore;

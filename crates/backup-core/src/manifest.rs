@@ -178,6 +178,110 @@ pub enum SourceInfo {
         /// credentials, and manifests are not encrypted.
         program: String,
     },
+    /// A PostgreSQL dump: a custom-format archive (`pg_restore` reads it)
+    /// of one database, or the SQL script of the cluster's roles and
+    /// tablespaces.
+    Postgres(PostgresInfo),
+}
+
+/// What a PostgreSQL backup holds and what it must restore to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresInfo {
+    /// A database or the cluster's globals.
+    pub dump: PgDump,
+    /// The database dumped (for globals: the one connected to).
+    pub database: String,
+    /// `HOST:PORT` of the server.
+    pub server: String,
+    /// The user that dumped it.
+    pub user: String,
+    /// The server's version, e.g. `15.18 (Debian 15.18-0+deb12u1)`.
+    pub server_version: String,
+    /// The tool that wrote the dump, e.g. `pg_dump 15.18`.
+    pub tool: String,
+    /// Whether our connection to the server was encrypted.
+    pub tls: bool,
+    /// Extensions installed in the database, which the restore target
+    /// must be able to create.
+    #[serde(default)]
+    pub extensions: Vec<PgExtension>,
+    /// How the tables' rows were counted.
+    pub row_counts: RowCounts,
+    /// Every user table whose data was dumped, with its row count in the
+    /// dump's snapshot.
+    #[serde(default)]
+    pub tables: Vec<PgTable>,
+}
+
+/// What a PostgreSQL backup dumped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgDump {
+    /// One database (`pg_dump --format=custom`).
+    Database,
+    /// Roles and tablespaces (`pg_dumpall --globals-only`, SQL).
+    Globals,
+}
+
+/// An installed extension.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgExtension {
+    /// Its name, e.g. `hstore`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// A table and its row count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgTable {
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// Rows: exact or estimated as [`PostgresInfo::row_counts`] says; none
+    /// when not counted (or never analyzed, for estimates).
+    pub rows: Option<u64>,
+}
+
+/// How a PostgreSQL backup counts each table's rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowCounts {
+    /// `count(*)` of every table in the dump's snapshot: a restore drill
+    /// can check them exactly. Reads every table once more.
+    #[default]
+    Exact,
+    /// The planner's estimates (`pg_class.reltuples`): free, but only
+    /// approximate, so a drill only checks that the tables exist.
+    Estimate,
+    /// No counts.
+    Off,
+}
+
+impl FromStr for RowCounts {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exact" => Ok(RowCounts::Exact),
+            "estimate" => Ok(RowCounts::Estimate),
+            "off" => Ok(RowCounts::Off),
+            other => Err(format!(
+                "`{}` is not one of exact, estimate, off",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for RowCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RowCounts::Exact => "exact",
+            RowCounts::Estimate => "estimate",
+            RowCounts::Off => "off",
+        })
+    }
 }
 
 /// How the plaintext is laid out.

@@ -261,6 +261,10 @@ fn file_name(m: &Manifest) -> String {
         SourceInfo::File { path } => Path::new(path)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned()),
+        SourceInfo::Postgres(pg) => Some(match pg.dump {
+            crate::manifest::PgDump::Database => format!("{}.dump", m.name.replace('/', "_")),
+            crate::manifest::PgDump::Globals => format!("{}.sql", m.name.replace('/', "_")),
+        }),
         _ => None,
     };
     from_path

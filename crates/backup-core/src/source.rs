@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::manifest::{Payload, SourceInfo};
 
-mod command;
+pub(crate) mod command;
 mod tree;
 
 /// Size of the buffer sources read into: large reads keep syscalls few.
@@ -45,6 +45,10 @@ pub enum Source {
         /// The stream.
         reader: Box<dyn Read + Send>,
     },
+    /// A PostgreSQL database or the cluster's roles and tablespaces,
+    /// dumped with exact row counts; see [`crate::postgres`].
+    #[cfg(feature = "postgres")]
+    Postgres(Box<crate::postgres::PgSource>),
 }
 
 impl fmt::Debug for Source {
@@ -61,6 +65,8 @@ impl fmt::Debug for Source {
                 .debug_struct("Reader")
                 .field("description", description)
                 .finish_non_exhaustive(),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(pg) => f.debug_tuple("Postgres").field(pg).finish(),
         }
     }
 }
@@ -103,6 +109,8 @@ impl Source {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned()),
             Source::Reader { description, .. } => Some(description.clone()),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(pg) => Some(pg.default_name()),
         };
         name.filter(|n| !n.is_empty())
             .unwrap_or_else(|| "backup".to_owned())
@@ -122,7 +130,7 @@ impl Source {
                     Some(md.len())
                 }
             }
-            Source::Stdin | Source::Command { .. } | Source::Reader { .. } => None,
+            _ => None,
         }
     }
 
@@ -137,7 +145,7 @@ impl Source {
                     Ok(Payload::Raw)
                 }
             }
-            Source::Stdin | Source::Command { .. } | Source::Reader { .. } => Ok(Payload::Raw),
+            _ => Ok(Payload::Raw),
         }
     }
 
@@ -160,7 +168,12 @@ impl Source {
                 copy(io::stdin().lock(), out).map_err(|e| e.into_error("standard input"))?;
                 Ok(SourceInfo::Stdin)
             }
-            Source::Command { program, args } => command::run(&program, &args, out),
+            Source::Command { program, args } => {
+                let name = Path::new(&program).display().to_string();
+                let mut cmd = std::process::Command::new(&program);
+                cmd.args(&args);
+                command::run(cmd, name, out)
+            }
             Source::Reader {
                 description,
                 reader,
@@ -168,6 +181,8 @@ impl Source {
                 copy(reader, out).map_err(|e| e.into_error(&description))?;
                 Ok(SourceInfo::Stream { description })
             }
+            #[cfg(feature = "postgres")]
+            Source::Postgres(pg) => pg.produce(out),
         }
     }
 }

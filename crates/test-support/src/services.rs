@@ -66,7 +66,7 @@ fn settings() -> HashMap<String, String> {
     out
 }
 
-fn unavailable(what: &str) -> Option<S3Server> {
+fn unavailable<T>(what: &str) -> Option<T> {
     let message = format!("{what}: run {SERVICES_SCRIPT} (scripts/test.sh does)");
     assert!(!in_ci(), "{message}");
     eprintln!("skipping: {message}");
@@ -107,5 +107,104 @@ pub fn s3() -> Option<S3Server> {
         region,
         key_id,
         secret,
+    })
+}
+
+/// The PostgreSQL test server: a superuser with a password, TLS with a
+/// throwaway CA.
+#[derive(Debug, Clone)]
+pub struct PgServer {
+    /// `127.0.0.1:55432`.
+    pub addr: SocketAddr,
+    /// The superuser, `postgres`.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The CA certificate (PEM) that signed the server's certificate, which
+    /// names `localhost` and `127.0.0.1`.
+    pub ca: PathBuf,
+    /// The server's client tools (`psql`, `pg_dump`, ...).
+    pub bin: PathBuf,
+}
+
+impl PgServer {
+    /// `postgres://USER:PASSWORD@127.0.0.1:PORT/DB`.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://{}:{}@{}/{db}",
+            self.user, self.password, self.addr
+        )
+    }
+
+    /// Runs SQL in `db` with psql (stopping at the first error) and returns
+    /// what it printed, unaligned and without headers: one row per line,
+    /// columns separated by `|`.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = std::process::Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.url(db))
+            .args(["-c", sql])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql failed on {sql:.200}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Creates a database with a unique name starting with `prefix`.
+    pub fn create_db(&self, prefix: &str) -> String {
+        let name = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default()
+        );
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        name
+    }
+}
+
+/// The PostgreSQL test server, when it is configured and answering; see
+/// [`s3`] for what happens when it is not.
+pub fn postgres() -> Option<PgServer> {
+    let s = settings();
+    let get = |k: &str| s.get(k).cloned();
+    let (Some(url), Some(ca), Some(bin)) = (
+        get("SHIPSHAPE_TEST_PG_URL"),
+        get("SHIPSHAPE_TEST_PG_CA"),
+        get("SHIPSHAPE_TEST_PG_BIN"),
+    ) else {
+        return unavailable("the PostgreSQL test server is not configured");
+    };
+    // postgres://USER:PASSWORD@HOST:PORT/DB
+    let parsed = url
+        .strip_prefix("postgres://")
+        .and_then(|rest| rest.split_once('@'))
+        .and_then(|(login, rest)| {
+            let (user, password) = login.split_once(':')?;
+            let hostport = rest.split('/').next()?;
+            let addr = hostport.to_socket_addrs().ok()?.next()?;
+            Some((user.to_owned(), password.to_owned(), addr))
+        });
+    let Some((user, password, addr)) = parsed else {
+        return unavailable(&format!("bad PostgreSQL test URL {url}"));
+    };
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        return unavailable(&format!(
+            "the PostgreSQL test server is not answering at {addr}"
+        ));
+    }
+    Some(PgServer {
+        addr,
+        user,
+        password,
+        ca: PathBuf::from(ca),
+        bin: PathBuf::from(bin),
     })
 }

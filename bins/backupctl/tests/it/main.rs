@@ -14,6 +14,7 @@ use test_support::tree::{Entry, Kind, assert_same_tree, build};
 
 mod interop;
 mod keys;
+mod postgres;
 mod robustness;
 mod s3;
 

@@ -1,9 +1,7 @@
 //! A command's standard output as a source.
 
-use std::ffi::OsString;
 use std::io::{self, Read};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 
 use super::{Sink, copy};
@@ -13,26 +11,12 @@ use crate::manifest::SourceInfo;
 /// Bytes of the command's standard error kept for error messages.
 const STDERR_TAIL: usize = 4096;
 
-/// Runs `program args...`, streams its standard output into `out`, and fails
-/// unless it exits with status 0. Its standard error is logged line by line
-/// at `debug` level and its tail is quoted when it fails.
-pub(super) fn run(program: &OsString, args: &[OsString], out: &mut dyn Sink) -> Result<SourceInfo> {
-    let name = Path::new(program).display().to_string();
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Command {
-            command: name.clone(),
-            status: format!("could not be started: {e}"),
-            stderr: String::new(),
-        })?;
-    let stderr = child.stderr.take().map(|err| {
-        let name = name.clone();
-        thread::spawn(move || tail(err, &name))
-    });
+/// Runs `cmd` (called `name` in messages), streams its standard output into
+/// `out`, and fails unless it exits with status 0. Its standard error is
+/// logged line by line at `debug` level and its tail is quoted when it fails.
+pub(crate) fn run(mut cmd: Command, name: String, out: &mut dyn Sink) -> Result<SourceInfo> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    let (mut child, stderr) = spawn(cmd, &name)?;
     let copied = match child.stdout.take() {
         Some(stdout) => copy(stdout, out),
         None => Ok(0),
@@ -64,6 +48,27 @@ pub(super) fn run(program: &OsString, args: &[OsString], out: &mut dyn Sink) -> 
     Ok(SourceInfo::Command { program: name })
 }
 
+/// Starts `cmd` with its standard error read (and logged) on a thread whose
+/// result is the error output's tail.
+pub(crate) fn spawn(
+    mut cmd: Command,
+    name: &str,
+) -> Result<(Child, Option<thread::JoinHandle<String>>)> {
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Command {
+            command: name.to_owned(),
+            status: format!("could not be started: {e}"),
+            stderr: String::new(),
+        })?;
+    let stderr = child.stderr.take().map(|err| {
+        let name = name.to_owned();
+        thread::spawn(move || tail(err, &name))
+    });
+    Ok((child, stderr))
+}
+
 fn describe(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -74,7 +79,7 @@ fn describe(status: std::process::ExitStatus) -> String {
 }
 
 /// Reads a stream to its end, logging lines and keeping the last few KiB.
-fn tail(mut from: impl Read, name: &str) -> String {
+pub(crate) fn tail(mut from: impl Read, name: &str) -> String {
     let mut kept: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

@@ -1,0 +1,604 @@
+//! Restoring PostgreSQL backups into a database, and restore drills.
+
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::conninfo::{describe, quote_ident};
+use super::tools::{self, Tool};
+use super::{PgTarget, exact_count, major_of, server_info};
+use crate::error::{Error, Result};
+use crate::keys::Identities;
+use crate::manifest::{BackupId, Manifest, PgDump, PostgresInfo, RowCounts, SourceInfo};
+use crate::pipeline::decode::decode;
+use crate::pipeline::unwrap_io;
+use crate::progress::{NoProgress, Progress};
+use crate::repo::Repository;
+use crate::source::command;
+
+/// Relations in user schemas: more than zero means "not empty".
+const USER_RELATIONS_SQL: &str = "\
+SELECT count(*) FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'";
+
+/// How to restore into PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgRestoreOptions {
+    /// Restore into a database that already has tables: objects in the
+    /// backup are dropped first (`pg_restore --clean --if-exists`).
+    pub force: bool,
+    /// Do not set object owners (`pg_restore --no-owner`): every object
+    /// belongs to the user restoring.
+    pub no_owner: bool,
+    /// Look for the client tools only here.
+    pub bin_dir: Option<PathBuf>,
+    /// Receives progress.
+    pub progress: Arc<dyn Progress>,
+}
+
+impl Default for PgRestoreOptions {
+    fn default() -> Self {
+        PgRestoreOptions {
+            force: false,
+            no_owner: false,
+            bin_dir: None,
+            progress: Arc::new(NoProgress),
+        }
+    }
+}
+
+/// What a restore into PostgreSQL did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgRestoreReport {
+    /// The database restored into (without password).
+    pub target: String,
+    /// True when the database did not exist and was created.
+    pub created: bool,
+    /// The tool that restored it, e.g. `pg_restore 15.18`.
+    pub tool: String,
+    /// Messages the tool printed that did not fail the restore (globals:
+    /// roles that already existed).
+    pub warnings: Vec<String>,
+}
+
+/// One table in a restore drill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableCheck {
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// Rows the manifest recorded (exact or estimated; none when off).
+    pub expected: Option<u64>,
+    /// Rows in the restored copy; none when the table is missing.
+    pub found: Option<u64>,
+    /// Whether this table passed.
+    pub ok: bool,
+}
+
+/// The outcome of a restore drill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DrillReport {
+    /// The backup drilled.
+    pub id: BackupId,
+    /// The scratch database it was restored into (dropped afterwards).
+    pub scratch: String,
+    /// How the manifest's counts were taken; only exact counts are
+    /// compared, otherwise the tables only have to exist.
+    pub row_counts: RowCounts,
+    /// The tool that restored it.
+    pub tool: String,
+    /// Errors from the restore (pg_restore's messages, or damage found in
+    /// the backup); empty when it restored cleanly.
+    pub restore_errors: Vec<String>,
+    /// Table by table, in the manifest's order.
+    pub tables: Vec<TableCheck>,
+    /// Whether the scratch database was dropped again.
+    pub dropped: bool,
+}
+
+impl DrillReport {
+    /// True when the backup restored without errors and every table checks
+    /// out.
+    pub fn passed(&self) -> bool {
+        self.restore_errors.is_empty() && self.tables.iter().all(|t| t.ok)
+    }
+
+    /// Tables that did not check out.
+    pub fn failed_tables(&self) -> usize {
+        self.tables.iter().filter(|t| !t.ok).count()
+    }
+}
+
+/// The PostgreSQL details of a manifest, or an error saying it has none.
+fn pg_info(m: &Manifest) -> Result<&PostgresInfo> {
+    match &m.source {
+        SourceInfo::Postgres(info) => Ok(info),
+        _ => Err(Error::Config(format!(
+            "backup {} is not a PostgreSQL backup; restore it to a path instead",
+            m.id
+        ))),
+    }
+}
+
+/// The major version of the tool that wrote the backup (`pg_dump 15.18`).
+fn dump_major(info: &PostgresInfo) -> u32 {
+    info.tool
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Repository {
+    /// Restores a PostgreSQL backup into `target`'s database.
+    ///
+    /// A database backup goes through `pg_restore` in one transaction, so a
+    /// failure (a pg_restore error, or damage found in the backup) leaves
+    /// the database as it was. The database is created when missing; one
+    /// that already holds tables is refused unless `opts.force`. A globals
+    /// backup is run through `psql`; roles that already exist are reported
+    /// as warnings.
+    pub async fn restore_postgres(
+        &self,
+        manifest: &Manifest,
+        identities: &Identities,
+        target: &PgTarget,
+        opts: &PgRestoreOptions,
+    ) -> Result<PgRestoreReport> {
+        let info = pg_info(manifest)?;
+        if info.dump == PgDump::Globals {
+            return self
+                .restore_globals(manifest, identities, target, opts)
+                .await;
+        }
+        let tool = restore_tool(info, opts, target)?;
+        let created = ensure_database(target).await?;
+        if !created && !opts.force {
+            let client = target.connect().await?;
+            let n: i64 = client
+                .query_one(USER_RELATIONS_SQL, &[])
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| target.error(describe(&e)))?;
+            if n > 0 {
+                return Err(Error::Target {
+                    path: PathBuf::from(target.to_string()),
+                    problem: format!(
+                        "the database is not empty ({n} tables, views, sequences or indexes); \
+                         pass --force to replace the objects the backup contains \
+                         (pg_restore --clean --if-exists)"
+                    ),
+                });
+            }
+        }
+        let mut cmd = pg_restore_command(&tool, target, opts.no_owner);
+        cmd.arg("--single-transaction");
+        if opts.force {
+            cmd.args(["--clean", "--if-exists"]);
+        }
+        let outcome = self
+            .feed_tool(manifest, identities, opts, cmd, tool.describe())
+            .await?;
+        if !outcome.success {
+            return Err(target.error(format!(
+                "{} failed and the database was left as it was:\n{}",
+                tool.describe(),
+                outcome.errors().join("\n")
+            )));
+        }
+        Ok(PgRestoreReport {
+            target: target.to_string(),
+            created,
+            tool: tool.describe(),
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn restore_globals(
+        &self,
+        manifest: &Manifest,
+        identities: &Identities,
+        target: &PgTarget,
+        opts: &PgRestoreOptions,
+    ) -> Result<PgRestoreReport> {
+        let tool = tools::find("psql", 0, "any version", opts.bin_dir.as_deref())
+            .map_err(|p| target.error(p))?;
+        let mut cmd = Command::new(&tool.path);
+        cmd.envs(target.tool_env())
+            .args(["--no-psqlrc", "--quiet", "--no-password"])
+            .args(["--set", "ON_ERROR_STOP=0", "--file", "-"]);
+        let outcome = self
+            .feed_tool(manifest, identities, opts, cmd, tool.describe())
+            .await?;
+        let (warnings, errors): (Vec<String>, Vec<String>) = outcome
+            .errors()
+            .into_iter()
+            .partition(|l| l.contains("already exists"));
+        if !outcome.success || !errors.is_empty() {
+            let mut all = errors;
+            if all.is_empty() {
+                all.push(outcome.stderr.trim().to_owned());
+            }
+            return Err(target.error(format!(
+                "restoring roles and tablespaces failed:\n{}",
+                all.join("\n")
+            )));
+        }
+        Ok(PgRestoreReport {
+            target: target.to_string(),
+            created: false,
+            tool: tool.describe(),
+            warnings,
+        })
+    }
+
+    /// Restore drill: restores a database backup into a new scratch
+    /// database on `server` (a URL of any database there that the user can
+    /// connect to, e.g. `postgres`), counts every table's rows, compares
+    /// them with the manifest, and drops the scratch database again, also
+    /// when the restore fails or `interrupt` completes first (e.g. on
+    /// Ctrl-C, which then ends the drill with an error).
+    ///
+    /// Damage found in the backup and pg_restore's errors are reported in
+    /// [`DrillReport::restore_errors`] next to the table-by-table counts of
+    /// whatever did restore; an `Err` means the drill itself could not run
+    /// (no server, no permission to create databases, interrupted).
+    pub async fn restore_drill(
+        &self,
+        manifest: &Manifest,
+        identities: &Identities,
+        server: &PgTarget,
+        opts: &PgRestoreOptions,
+        interrupt: impl Future<Output = ()> + Send,
+    ) -> Result<DrillReport> {
+        let info = pg_info(manifest)?;
+        if info.dump != PgDump::Database {
+            return Err(Error::Config(format!(
+                "backup {} holds roles and tablespaces, not a database: there are no tables to \
+                 check; verify it without --restore-test",
+                manifest.id
+            )));
+        }
+        let tool = restore_tool(info, opts, server)?;
+        let admin = server.connect().await?;
+        let (num, _, _) = server_info(&admin)
+            .await
+            .map_err(|e| server.error(describe(&e)))?;
+        let scratch = scratch_name(&manifest.id);
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                quote_ident(&scratch)
+            ))
+            .await
+            .map_err(|e| {
+                server.error(format!(
+                    "cannot create the scratch database {scratch}: {}",
+                    describe(&e)
+                ))
+            })?;
+        tracing::info!(%scratch, "restore drill of {} started", manifest.id);
+        let target = server.with_database(&scratch);
+        let run = self.drill(manifest, identities, &target, &tool, opts);
+        let outcome = tokio::select! {
+            report = run => Ok(report),
+            () = interrupt => Err(Error::Interrupted(format!(
+                "the restore drill of {} was interrupted; its scratch database was dropped",
+                manifest.id
+            ))),
+        };
+        // Always drop, whatever happened above.
+        let force = if major_of(num) >= 13 {
+            " WITH (FORCE)"
+        } else {
+            ""
+        };
+        let dropped = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {}{force}",
+                quote_ident(&scratch)
+            ))
+            .await;
+        if let Err(e) = &dropped {
+            tracing::error!(
+                "could not drop the scratch database {scratch}: {}; drop it by hand",
+                describe(e)
+            );
+        }
+        let mut report = outcome?;
+        report.dropped = dropped.is_ok();
+        Ok(report)
+    }
+
+    /// Streams the backup, checked on the way, into `cmd`'s standard input.
+    async fn feed_tool(
+        &self,
+        manifest: &Manifest,
+        identities: &Identities,
+        opts: &PgRestoreOptions,
+        cmd: Command,
+        name: String,
+    ) -> Result<Fed> {
+        decode(
+            self.store().as_ref(),
+            manifest,
+            identities,
+            Arc::clone(&opts.progress),
+            move |input| feed(cmd, &name, input),
+        )
+        .await
+    }
+
+    /// The drill's restore and counting, into an existing scratch database.
+    async fn drill(
+        &self,
+        manifest: &Manifest,
+        identities: &Identities,
+        target: &PgTarget,
+        tool: &Tool,
+        opts: &PgRestoreOptions,
+    ) -> DrillReport {
+        let mut restore_errors = Vec::new();
+        // No single transaction: every error is collected, and the counts
+        // show how much did restore.
+        let cmd = pg_restore_command(tool, target, opts.no_owner);
+        match self
+            .feed_tool(manifest, identities, opts, cmd, tool.describe())
+            .await
+        {
+            Ok(outcome) => {
+                restore_errors.extend(outcome.errors());
+                if !outcome.success && restore_errors.is_empty() {
+                    restore_errors.push(format!(
+                        "{} failed: {}",
+                        tool.describe(),
+                        outcome.stderr.trim()
+                    ));
+                }
+            }
+            Err(e) => restore_errors.push(e.to_string()),
+        }
+        let mut report = DrillReport {
+            id: manifest.id.clone(),
+            scratch: target.database().to_owned(),
+            row_counts: RowCounts::Off,
+            tool: tool.describe(),
+            restore_errors,
+            tables: Vec::new(),
+            dropped: false,
+        };
+        let Ok(info) = pg_info(manifest) else {
+            return report;
+        };
+        report.row_counts = info.row_counts;
+        let client = match target.connect().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                report.restore_errors.push(e.to_string());
+                None
+            }
+        };
+        for table in &info.tables {
+            let found = match &client {
+                Some(c) => exact_count(c, &table.schema, &table.name).await.ok(),
+                None => None,
+            };
+            let ok = match (info.row_counts, found) {
+                (_, None) => false,
+                (RowCounts::Exact, Some(n)) => table.rows == Some(n),
+                (RowCounts::Estimate | RowCounts::Off, Some(_)) => true,
+            };
+            report.tables.push(TableCheck {
+                schema: table.schema.clone(),
+                name: table.name.clone(),
+                expected: table.rows,
+                found,
+                ok,
+            });
+        }
+        report
+    }
+}
+
+/// A pg_restore new enough for the archive.
+fn restore_tool(info: &PostgresInfo, opts: &PgRestoreOptions, target: &PgTarget) -> Result<Tool> {
+    let major = dump_major(info);
+    tools::find(
+        "pg_restore",
+        major,
+        &format!("the backup was written by {}", info.tool),
+        opts.bin_dir.as_deref(),
+    )
+    .map_err(|p| target.error(p))
+}
+
+/// `pg_restore` into `target`'s database, reading the archive from stdin.
+fn pg_restore_command(tool: &Tool, target: &PgTarget, no_owner: bool) -> Command {
+    let mut cmd = Command::new(&tool.path);
+    cmd.envs(target.tool_env())
+        .args(["--no-password", "--dbname"]);
+    // A conninfo string, so that no database name is ever taken for a URL.
+    cmd.arg(format!("dbname={}", conninfo_quote(target.database())));
+    if no_owner {
+        cmd.arg("--no-owner");
+    }
+    cmd
+}
+
+/// Quotes a conninfo value: `it's` -> `'it\'s'`.
+fn conninfo_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Creates the target database unless it exists; true when created.
+async fn ensure_database(target: &PgTarget) -> Result<bool> {
+    let admin = match target.with_database("postgres").connect().await {
+        Ok(c) => c,
+        Err(_) => target.with_database("template1").connect().await?,
+    };
+    let fail = |e: tokio_postgres::Error| target.error(describe(&e));
+    let exists = admin
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&target.database()],
+        )
+        .await
+        .map_err(fail)?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            quote_ident(target.database())
+        ))
+        .await
+        .map_err(|e| {
+            target.error(format!(
+                "the database does not exist and cannot be created: {}",
+                describe(&e)
+            ))
+        })?;
+    Ok(true)
+}
+
+/// `shipshape_drill_20261122t030000z_0a1b2c3d_5f3e`: unique, lower case,
+/// within PostgreSQL's 63-byte limit.
+fn scratch_name(id: &BackupId) -> String {
+    let id: String = id
+        .as_str()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(36)
+        .collect();
+    format!("shipshape_drill_{id}_{:04x}", rand::random::<u16>())
+}
+
+/// How a client tool fed from a backup ended.
+#[derive(Debug)]
+struct Fed {
+    success: bool,
+    stderr: String,
+}
+
+impl Fed {
+    /// The error lines the tool printed, e.g. `pg_restore: error: ...` or
+    /// `psql:<stdin>:12: ERROR: ...`, with the lines that continue them.
+    fn errors(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for line in self.stderr.lines() {
+            let is_error = line.contains("error:") || line.contains("ERROR:");
+            let continues = line.starts_with(|c: char| c.is_whitespace())
+                || line.starts_with("Command was:")
+                || line.starts_with("DETAIL:")
+                || line.starts_with("HINT:");
+            if is_error {
+                out.push(line.trim().to_owned());
+            } else if continues && let Some(last) = out.last_mut() {
+                last.push_str(" / ");
+                last.push_str(line.trim());
+            }
+        }
+        out
+    }
+}
+
+/// Runs `cmd` with `input` on its standard input. Damage found in the
+/// input kills the tool before it sees the end of its input (so a
+/// single-transaction restore rolls back) and is returned as the error.
+fn feed(mut cmd: Command, name: &str, input: &mut dyn Read) -> Result<Fed> {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null());
+    let (mut child, stderr) = command::spawn(cmd, name)?;
+    let mut stdin = child.stdin.take();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut input_error = None;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                input_error = Some(unwrap_io(e));
+                break;
+            }
+        };
+        let Some(pipe) = stdin.as_mut() else { break };
+        if let Err(e) = pipe.write_all(&buf[..n]) {
+            // The tool stopped reading: its exit status and messages say
+            // why. Keep draining so the pipeline can finish its checks.
+            tracing::debug!("{name} stopped reading: {e}");
+            stdin = None;
+        }
+    }
+    if input_error.is_some() {
+        let _ = child.kill();
+    }
+    drop(stdin);
+    let status = child.wait();
+    let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    if let Some(e) = input_error {
+        return Err(e);
+    }
+    let status = status.map_err(|e| Error::Command {
+        command: name.to_owned(),
+        status: format!("could not be waited for: {e}"),
+        stderr: String::new(),
+    })?;
+    Ok(Fed {
+        success: status.success(),
+        stderr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_names_are_unique_and_short() {
+        let id: BackupId = "20261122T030000Z-0a1b2c3d".parse().expect("id");
+        let a = scratch_name(&id);
+        assert!(
+            a.starts_with("shipshape_drill_20261122t030000z_0a1b2c3d_"),
+            "{a}"
+        );
+        assert!(a.len() <= 63);
+        let long: BackupId = "x".repeat(128).parse().expect("id");
+        assert!(scratch_name(&long).len() <= 63);
+    }
+
+    #[test]
+    fn tool_errors_are_collected_with_their_context() {
+        let fed = Fed {
+            success: false,
+            stderr: "pg_restore: while PROCESSING TOC:\n\
+                     pg_restore: error: could not execute query: ERROR:  relation \"t\" already exists\n\
+                     Command was: CREATE TABLE t ();\n\
+                     pg_restore: warning: errors ignored on restore: 1\n"
+                .into(),
+        };
+        assert_eq!(
+            fed.errors(),
+            vec![
+                "pg_restore: error: could not execute query: ERROR:  relation \"t\" already \
+                 exists / Command was: CREATE TABLE t ();"
+                    .to_owned()
+            ]
+        );
+        assert_eq!(conninfo_quote("it's a\\b"), "'it\\'s a\\\\b'");
+    }
+}
