@@ -70,6 +70,7 @@ corpus() { # SIZE -> path of a generated corpus
   fi
   echo "$dir"
 }
+src=""
 if $local || $s3; then src=$(corpus "$size"); fi
 
 if [[ ! -e $work/key.txt ]]; then
@@ -195,7 +196,7 @@ if ((rss_size > 0)); then
 fi
 fi # $local
 if $s3; then
-  scripts/test-services.sh start >/dev/null
+  scripts/test-services.sh start garage >/dev/null
   # shellcheck disable=SC1091
   source target/test-services/env
   if ! command -v aws >/dev/null 2>&1; then
@@ -248,7 +249,7 @@ if $s3; then
   fi
 fi
 if $pg; then
-  scripts/test-services.sh start >/dev/null
+  scripts/test-services.sh start postgres >/dev/null
   # shellcheck disable=SC1091
   source target/test-services/env
   pgbin=$SHIPSHAPE_TEST_PG_BIN

@@ -242,12 +242,34 @@ impl Sink for Vec<u8> {
 }
 
 /// Copies everything from `from` into `out`.
-pub(crate) fn copy(mut from: impl Read, out: &mut dyn Sink) -> Result<u64, CopyError> {
+pub(crate) fn copy(from: impl Read, out: &mut dyn Sink) -> Result<u64, CopyError> {
+    copy_coalescing(from, out, 0)
+}
+
+/// Pause after a read shorter than [`copy_coalescing`]'s threshold.
+const COALESCE_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// [`copy`] from a pipe: after a read of fewer than `small` bytes, waits a
+/// moment so the writer's output gathers in the pipe. A producer writing in
+/// small pieces (`pg_dump` writes a few KiB at a time) otherwise wakes this
+/// thread for every piece, which costs both processes more CPU than the
+/// data itself. A fast producer never triggers the pause (its reads come
+/// back full); a slow one is delayed by at most the pause per read.
+pub(crate) fn copy_coalescing(
+    mut from: impl Read,
+    out: &mut dyn Sink,
+    small: usize,
+) -> Result<u64, CopyError> {
     let mut total = 0;
     loop {
         match out.read_from(&mut from, u64::MAX) {
             Ok(0) => return Ok(total),
-            Ok(n) => total += n as u64,
+            Ok(n) => {
+                total += n as u64;
+                if n < small {
+                    std::thread::sleep(COALESCE_PAUSE);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(classify(e)),
         }

@@ -76,7 +76,9 @@ pub(crate) fn installed(name: &str, explicit: Option<&Path>) -> Vec<Tool> {
         let Ok(real) = std::fs::canonicalize(&path) else {
             continue;
         };
-        if seen.contains(&real) {
+        // Debian's /usr/bin/pg_dump is a link to a Perl wrapper that runs
+        // one of the versioned binaries, which are searched directly.
+        if seen.contains(&real) || real.file_name() != path.file_name() {
             continue;
         }
         seen.push(real);

@@ -4,9 +4,12 @@ use std::io::{self, Read};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 
-use super::{Sink, copy};
+use super::{Sink, copy_coalescing};
 use crate::error::{Error, Result};
 use crate::manifest::SourceInfo;
+
+/// The pipe buffer asked for on the command's standard output.
+const PIPE_SIZE: usize = 1 << 20;
 
 /// Bytes of the command's standard error kept for error messages.
 const STDERR_TAIL: usize = 4096;
@@ -18,7 +21,13 @@ pub(crate) fn run(mut cmd: Command, name: String, out: &mut dyn Sink) -> Result<
     cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     let (mut child, stderr) = spawn(cmd, &name)?;
     let copied = match child.stdout.take() {
-        Some(stdout) => copy(stdout, out),
+        Some(stdout) => {
+            // A larger pipe lets the command run ahead while the pipeline
+            // is busy, and lets each read take more (Linux only; the default
+            // 64 KiB stays if this is refused).
+            let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
+            copy_coalescing(stdout, out, PIPE_SIZE / 16)
+        }
         None => Ok(0),
     };
     if copied.is_err() {
