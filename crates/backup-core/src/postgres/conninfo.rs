@@ -107,6 +107,16 @@ impl PgTarget {
             ));
         }
         let (rest, libpq) = strip_params(url).map_err(bad)?;
+        // tokio-postgres gives a host without a port 5432; libpq takes
+        // PGPORT first.
+        let rest = match env("PGPORT").filter(|p| !p.is_empty()) {
+            Some(port) => {
+                port.parse::<u16>()
+                    .map_err(|_| bad(format!("PGPORT `{port}` is not a port number")))?;
+                with_default_port(&rest, &port)
+            }
+            None => rest,
+        };
         let mut config = Config::from_str(&rest).map_err(|e| bad(e.to_string()))?;
         let from_env = |param: &str| {
             LIBPQ_ONLY
@@ -370,6 +380,37 @@ fn strip_params(url: &str) -> Result<(String, HashMap<String, String>), String> 
     Ok((rest, taken))
 }
 
+/// Adds `:port` to every host in the URL that has none.
+fn with_default_port(url: &str, port: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (login, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    if hosts.is_empty() {
+        return url.to_owned();
+    }
+    let hosts: Vec<String> = hosts
+        .split(',')
+        .map(|h| {
+            let has_port = match h.strip_prefix('[') {
+                Some(v6) => v6.contains("]:"),
+                None => h.contains(':'),
+            };
+            if has_port || h.is_empty() {
+                h.to_owned()
+            } else {
+                format!("{h}:{port}")
+            }
+        })
+        .collect();
+    format!("{scheme}://{login}{}{tail}", hosts.join(","))
+}
+
 fn percent_decode(s: &str) -> Result<String, String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -480,6 +521,8 @@ mod tests {
         assert!(t.requires_tls());
         let t = parse("postgres://ops@h/", &[]).expect("parse");
         assert_eq!(t.database(), "ops", "the database defaults to the user");
+        let t = parse("postgres://ops@a,[::1],b:7/x", &[("PGPORT", "6000")]).expect("parse");
+        assert_eq!(t.server(), "a:6000,[::1]:6000,b:7");
     }
 
     #[test]
