@@ -596,3 +596,52 @@ fn a_too_old_pg_dump_is_refused_before_dumping() {
     assert!(msg.contains("11.22"), "names the version found: {msg}");
     assert!(!marker.exists(), "the old pg_dump was never run to dump");
 }
+
+#[test]
+fn pg_restore_errors_are_reported_and_roll_back() {
+    let Some(t) = PgSandbox::new() else { return };
+    let db = small_db(&t.pg);
+    let m = t.backup(&t.pg.url(&db), &[]);
+    let id = id_of(&m);
+    // A user who may create databases but not hand objects to `postgres`,
+    // which the dump's ALTER ... OWNER TO statements do.
+    let role = format!("shipshape_limited_{}", std::process::id());
+    t.pg.psql(
+        "postgres",
+        &format!("CREATE ROLE {role} LOGIN CREATEDB PASSWORD 'limited'"),
+    );
+    let copy = format!("{db}_limited");
+    let target = format!("postgres://{role}:limited@{}/{copy}", t.pg.addr);
+    let identity = t.identity();
+    let out = t.run(&["restore", &id, "--target", &target, "--identity", &identity]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(msg.contains("pg_restore") && msg.contains("error"), "{msg}");
+    assert!(msg.contains("left as it was"), "{msg}");
+    let user_tables = "SELECT count(*) FROM pg_tables \
+                       WHERE schemaname NOT IN ('pg_catalog', 'information_schema')";
+    assert_eq!(
+        t.pg.psql(&copy, user_tables),
+        "0",
+        "the failed restore rolled back"
+    );
+
+    let out = t.run(&[
+        "restore",
+        &id,
+        "--target",
+        &target,
+        "--identity",
+        &identity,
+        "--no-owner",
+    ]);
+    assert!(
+        out.status.success(),
+        "restore --no-owner failed: {}",
+        text(&out)
+    );
+    assert_eq!(t.pg.psql(&copy, user_tables), "2");
+    assert_eq!(t.pg.psql(&copy, "SELECT count(*) FROM a"), "500");
+    t.pg.psql("postgres", &format!("DROP DATABASE {copy}"));
+    t.pg.psql("postgres", &format!("DROP ROLE {role}"));
+}
