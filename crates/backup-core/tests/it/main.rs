@@ -2,6 +2,8 @@
 
 mod conformance;
 mod damage;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod roundtrip;
 #[cfg(feature = "s3")]
 mod s3;
