@@ -6,7 +6,8 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -283,13 +284,7 @@ fn backup_records_the_snapshot_and_restores_exactly() {
 fn rows_written_during_the_backup_stay_out_of_its_snapshot() {
     let Some(t) = PgSandbox::new() else { return };
     let db = fixture(&t.pg);
-    // A writer committing one row at a time for the whole backup.
-    let mut script = String::new();
-    for i in 0..3000 {
-        script.push_str(&format!(
-            "INSERT INTO public.live (note) VALUES ('row {i}'); SELECT pg_sleep(0.005);\n"
-        ));
-    }
+    // A writer committing one row at a time until the backup is over.
     let mut writer = Command::new(t.pg.bin.join("psql"))
         .args(["-X", "-q", "-d", &t.pg.url(db), "-f", "-"])
         .stdin(Stdio::piped())
@@ -297,7 +292,22 @@ fn rows_written_during_the_backup_stay_out_of_its_snapshot() {
         .spawn()
         .expect("psql");
     let mut stdin = writer.stdin.take().expect("stdin");
-    std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeding = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let sql = format!(
+                    "INSERT INTO public.live (note) VALUES ('row {i}'); SELECT pg_sleep(0.005);\n"
+                );
+                if stdin.write_all(sql.as_bytes()).is_err() {
+                    break;
+                }
+                i += 1;
+            }
+        })
+    };
     // Wait for the writer to get going.
     let deadline = Instant::now() + Duration::from_secs(30);
     while t.pg.psql(db, "SELECT count(*) FROM public.live") == "0" {
@@ -314,7 +324,12 @@ fn rows_written_during_the_backup_stay_out_of_its_snapshot() {
             .parse()
             .expect("n");
     let counted = rows(&m, "public", "live").expect("live counted");
-    assert!(writer.wait().expect("writer").success());
+    // Stop the writer without waiting out the statements queued in its pipe
+    // (the feeder then sees the pipe closed).
+    stop.store(true, Ordering::Relaxed);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    feeding.join().expect("feeder");
     assert!(
         before <= counted && counted < after,
         "rows kept arriving ({before} before, {after} after) but the snapshot has {counted}"
