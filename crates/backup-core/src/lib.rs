@@ -63,6 +63,8 @@ mod pipeline;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod progress;
+#[cfg(feature = "jobs")]
+pub mod schedule;
 mod repo;
 mod restore;
 pub mod source;
