@@ -217,6 +217,156 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+
+    /// Remove old backups by a retention policy (restic's rules).
+    ///
+    /// Backups are grouped by name; in each group the newest backup of
+    /// each of the last N hours / days / ISO weeks / months / years is kept
+    /// (periods in --time-zone), plus the last N backups with --keep-last.
+    /// As in restic, a rule with count left also keeps the oldest backup.
+    /// The newest backup of a name and every backup a kept incremental
+    /// builds on are never removed. Without --apply this is a dry run that
+    /// lists every backup with the rules that keep it, or `remove`.
+    ///
+    /// With --config and --job, the job's repository, time zone and
+    /// retention are used (flags given as well override the policy).
+    ///
+    /// Examples:
+    ///   backupctl prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12
+    ///   backupctl prune --config /etc/shipshape/backup.toml --job app --apply
+    #[command(verbatim_doc_comment)]
+    Prune(PruneArgs),
+
+    /// Print a job's next scheduled runs (RFC 3339, with the offset).
+    ///
+    /// Example:
+    ///   backupctl schedule next --config backup.toml --job app --count 5
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+
+    /// Run one job of the config now (a full backup, or with --drill its
+    /// restore drill), with its hooks, retention, webhook and history.
+    ///
+    /// Exits 1 when the run fails.
+    Run {
+        /// The job's name.
+        job: String,
+        /// The config file.
+        #[arg(short, long, value_name = "FILE", env = "SHIPSHAPE_CONFIG")]
+        config: PathBuf,
+        /// Run the job's restore drill instead of a backup.
+        #[arg(long)]
+        drill: bool,
+        /// Print the run record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Run every job of the config on its schedule until SIGTERM or Ctrl-C.
+    ///
+    /// A job never runs twice at once (a run due while the previous one
+    /// goes is recorded as skipped). Runs missed while the daemon was down
+    /// run once at start (missed = "run-once", the default) or wait for
+    /// their next time (missed = "skip"). On SIGTERM or Ctrl-C no new run
+    /// starts, and running ones get [daemon] shutdown_grace (default 5m)
+    /// to finish before they are stopped and recorded as aborted.
+    Daemon {
+        /// The config file.
+        #[arg(short, long, value_name = "FILE", env = "SHIPSHAPE_CONFIG")]
+        config: PathBuf,
+    },
+
+    /// Show the run history: every run of every job (or of --job), with
+    /// its result, error, sizes and duration, oldest first.
+    History {
+        /// The config file: the history of its jobs' repositories.
+        #[arg(short, long, value_name = "FILE", conflicts_with = "repo")]
+        config: Option<PathBuf>,
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only the last N runs.
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
+        /// Where the repository is (without --config).
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Print the records as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `schedule` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Print the next runs of a job's schedule.
+    Next {
+        /// The config file.
+        #[arg(short, long, value_name = "FILE", env = "SHIPSHAPE_CONFIG")]
+        config: PathBuf,
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// How many runs.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Runs after this time (RFC 3339) [default: now].
+        #[arg(long, value_name = "RFC3339")]
+        after: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// The drill's schedule instead of the backup's.
+        #[arg(long)]
+        drill: bool,
+    },
+}
+
+/// `prune` arguments.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep the last N backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<backup_core::retention::Keep>,
+    /// Keep the newest backup of each of the last N hours.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<backup_core::retention::Keep>,
+    /// Keep the newest backup of each of the last N days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<backup_core::retention::Keep>,
+    /// Keep the newest backup of each of the last N ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<backup_core::retention::Keep>,
+    /// Keep the newest backup of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<backup_core::retention::Keep>,
+    /// Keep the newest backup of each of the last N years (`all` keeps one
+    /// of every period, for any of these).
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<backup_core::retention::Keep>,
+    /// The time zone periods are counted in [default: the job's, else the
+    /// system's].
+    #[arg(long, value_name = "IANA")]
+    pub time_zone: Option<String>,
+    /// Only backups with this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Take repository, time zone and policy from this config's --job.
+    #[arg(short, long, value_name = "FILE", requires = "job")]
+    pub config: Option<PathBuf>,
+    /// The job (with --config).
+    #[arg(long, requires = "config")]
+    pub job: Option<String>,
+    /// Only list what would be removed (the default).
+    #[arg(long, conflicts_with = "apply")]
+    pub dry_run: bool,
+    /// Remove the backups the policy does not keep.
+    #[arg(long)]
+    pub apply: bool,
+    /// Where the repository is.
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Print the decisions as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the repository is.
@@ -386,6 +536,10 @@ pub struct BackupArgs {
     /// in the manifest, instead of failing the backup.
     #[arg(long)]
     pub skip_unreadable: bool,
+    /// Record this time (RFC 3339) as the backup's start instead of now,
+    /// as restic's --time: for imports of old backups and for tests.
+    #[arg(long, value_name = "RFC3339")]
+    pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
 
     /// PostgreSQL: back up the cluster's roles and tablespaces
     /// (`pg_dumpall --globals-only`) instead of the URL's database.

@@ -19,6 +19,7 @@ use indicatif::HumanBytes;
 
 pub mod cli;
 mod defaults;
+mod jobs;
 mod output;
 mod progress;
 
@@ -38,7 +39,7 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
+pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
@@ -113,6 +114,22 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
             ..
         } => verify(&repo, &which, &keys, json, quiet).await,
+        Command::Prune(args) => jobs::prune(&args).await,
+        Command::Schedule(cmd) => jobs::schedule(&cmd),
+        Command::Run {
+            job,
+            config,
+            drill,
+            json,
+        } => jobs::run(&job, &config, drill, json).await,
+        Command::Daemon { config } => jobs::daemon(&config).await,
+        Command::History {
+            config,
+            job,
+            last,
+            repo,
+            json,
+        } => jobs::history(config.as_deref(), job.as_deref(), last, &repo, json).await,
     }
 }
 
@@ -133,7 +150,7 @@ fn keygen(output: Option<PathBuf>) -> Result<()> {
 
 /// Opens the repository `--repo` (or the default) names: a directory or an
 /// `s3://` location.
-async fn repository(args: &RepoArgs) -> Result<Repository> {
+pub(crate) async fn repository(args: &RepoArgs) -> Result<Repository> {
     let spec = match &args.repo {
         Some(spec) => spec.clone(),
         None => defaults::repo_path()?.into_os_string(),
@@ -274,6 +291,9 @@ async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
         .with_progress(Arc::clone(&bar) as Arc<dyn Progress>);
     if let Some(name) = &args.name {
         opts = opts.with_name(name.clone());
+    }
+    if let Some(time) = args.time {
+        opts = opts.with_time(time.with_timezone(&chrono::Utc));
     }
     let started = Instant::now();
     let result = repo.backup(source, &opts).await;
@@ -534,7 +554,7 @@ async fn verify(
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
-async fn stop_requested() {
+pub(crate) async fn stop_requested() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -76,12 +76,6 @@ impl Repository {
         };
         report.unreferenced_bytes = report.unreferenced.iter().map(|o| o.size).sum();
         if apply {
-            // Something removed by a concurrent gc is not an error: the
-            // goal is reached.
-            let gone = |r: Result<()>| match r {
-                Err(e) if !e.is_not_found() => Err(e),
-                _ => Ok(()),
-            };
             for upload in &report.incomplete {
                 gone(store.abort(upload).await)?;
             }
@@ -90,5 +84,14 @@ impl Repository {
             }
         }
         Ok(report)
+    }
+}
+
+/// A delete whose object is already gone (removed by a concurrent gc or
+/// prune) reached its goal: not an error.
+pub(crate) fn gone(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
     }
 }

@@ -57,16 +57,19 @@
 mod error;
 mod gc;
 mod import;
+#[cfg(feature = "jobs")]
+pub mod jobs;
 pub mod keys;
 pub mod manifest;
 mod pipeline;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod progress;
-#[cfg(feature = "jobs")]
-pub mod schedule;
 mod repo;
 mod restore;
+pub mod retention;
+#[cfg(feature = "jobs")]
+pub mod schedule;
 pub mod source;
 pub mod stages;
 pub mod store;

@@ -385,6 +385,10 @@ pub struct Manifest {
     /// Non-fatal problems met while reading the source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// For an incremental backup, the backup it builds on: restoring it
+    /// means restoring the parent's chain first, then applying this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<BackupId>,
 }
 
 impl Manifest {

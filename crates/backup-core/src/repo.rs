@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::keys::{Identities, Recipients};
@@ -40,6 +40,9 @@ pub struct BackupOptions {
     pub skip_unreadable: bool,
     /// Receives progress.
     pub progress: Arc<dyn Progress>,
+    /// The time to record as the backup's start instead of now (as restic's
+    /// `--time`), for imports, schedulers with their own clock, and tests.
+    pub time: Option<DateTime<Utc>>,
 }
 
 impl BackupOptions {
@@ -51,7 +54,14 @@ impl BackupOptions {
             pipeline: PipelineOptions::default(),
             skip_unreadable: false,
             progress: Arc::new(NoProgress),
+            time: None,
         }
+    }
+
+    /// Records `time` as the backup's start instead of now.
+    pub fn with_time(mut self, time: DateTime<Utc>) -> Self {
+        self.time = Some(time);
+        self
     }
 
     /// Names the backup.
@@ -160,6 +170,37 @@ impl Repository {
         Repository::new(Arc::new(LocalStore::new(path)))
     }
 
+    /// Opens the repository a location names: a local directory, or
+    /// `s3://BUCKET/PREFIX` (with the `s3` feature, default S3 settings;
+    /// credentials, region and endpoint from the standard AWS
+    /// configuration).
+    pub async fn open(location: &str) -> Result<Self> {
+        if !location.starts_with("s3://") {
+            return Ok(Repository::local(location));
+        }
+        #[cfg(feature = "s3")]
+        {
+            Repository::open_with(location, crate::S3Options::default()).await
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let parsed: crate::S3Location = location.parse()?;
+            Err(Error::Config(format!(
+                "{parsed}: this build has no S3 support (the `s3` feature of backup-core)"
+            )))
+        }
+    }
+
+    /// [`open`](Self::open) with S3 settings.
+    #[cfg(feature = "s3")]
+    pub async fn open_with(location: &str, s3: crate::S3Options) -> Result<Self> {
+        if !location.starts_with("s3://") {
+            return Ok(Repository::local(location));
+        }
+        let store = crate::S3Store::connect(location.parse()?, s3).await?;
+        Ok(Repository::new(Arc::new(store)))
+    }
+
     /// The underlying store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -179,7 +220,8 @@ impl Repository {
         };
         check_name(&name)?;
         let payload = source.payload()?;
-        let started_at = Utc::now();
+        let clock = std::time::Instant::now();
+        let started_at = opts.time.unwrap_or_else(Utc::now);
         let id = BackupId::generate(started_at);
         let object = match payload {
             Payload::Tar => format!("{DATA_PREFIX}{id}.tar.zst.age"),
@@ -202,7 +244,8 @@ impl Repository {
             name,
             source: encoded.info,
             started_at,
-            finished_at: Utc::now(),
+            finished_at: started_at
+                + chrono::TimeDelta::from_std(clock.elapsed()).unwrap_or_default(),
             payload,
             object,
             sizes: encoded.measured.sizes,
@@ -218,6 +261,7 @@ impl Repository {
             },
             tool: Tool::current(),
             warnings: encoded.warnings,
+            parent: None,
         };
         self.store
             .put_bytes(&manifest.id.manifest_key(), Bytes::from(manifest.to_json()))
@@ -310,6 +354,7 @@ impl Repository {
             },
             tool: Tool::current(),
             warnings: Vec::new(),
+            parent: None,
         };
         // A file swapped between the two reads is caught here: verify the
         // stored copy against what was measured before publishing it.

@@ -241,7 +241,14 @@ mod tests {
             runs("0 5 * * SUN", "UTC", "2026-11-22T06:00:00Z", 1),
             ["2026-11-29T05:00:00+00:00"]
         );
-        for bad in ["", "* * * *", "0 0 0 * * *", "61 * * * *", "@reboot", "x y z a b"] {
+        for bad in [
+            "",
+            "* * * *",
+            "0 0 0 * * *",
+            "61 * * * *",
+            "@reboot",
+            "x y z a b",
+        ] {
             assert!(Schedule::parse(bad, "UTC").is_err(), "{bad}");
         }
         assert!(Schedule::parse("@daily", "Mars/Olympus").is_err());

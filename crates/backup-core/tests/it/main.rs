@@ -2,6 +2,8 @@
 
 mod conformance;
 mod damage;
+#[cfg(feature = "jobs")]
+mod jobs;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod roundtrip;

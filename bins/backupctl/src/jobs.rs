@@ -1,0 +1,265 @@
+//! `prune`, `schedule`, `run`, `daemon` and `history`.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use backup_core::jobs::{Config, Daemon, Outcome, RunKind, RunRecord, SystemClock, run_job};
+use backup_core::retention::{Policy, PrunePlan};
+use backup_core::schedule::parse_zone;
+use chrono::Utc;
+use chrono_tz::Tz;
+use indicatif::HumanBytes;
+
+use crate::cli::{PruneArgs, RepoArgs, ScheduleCommand};
+use crate::{repository, stop_requested, usage};
+
+fn load(path: &Path) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+pub(crate) async fn prune(args: &PruneArgs) -> Result<()> {
+    let (repo, mut policy, mut zone, name) = match (&args.config, &args.job) {
+        (Some(config), Some(job)) => {
+            let config = load(config)?;
+            let job = config.job(job)?;
+            (
+                backup_core::Repository::open(&job.repository).await?,
+                job.retention,
+                job.zone,
+                Some(job.name.clone()),
+            )
+        }
+        _ => (
+            repository(&args.repo).await?,
+            Policy::default(),
+            backup_core::jobs::local_zone(),
+            args.name.clone(),
+        ),
+    };
+    for (flag, rule) in [
+        (args.keep_last, &mut policy.last),
+        (args.keep_hourly, &mut policy.hourly),
+        (args.keep_daily, &mut policy.daily),
+        (args.keep_weekly, &mut policy.weekly),
+        (args.keep_monthly, &mut policy.monthly),
+        (args.keep_yearly, &mut policy.yearly),
+    ] {
+        if let Some(keep) = flag {
+            *rule = keep;
+        }
+    }
+    if let Some(z) = &args.time_zone {
+        zone = parse_zone(z).map_err(usage)?;
+    }
+    if policy.is_empty() {
+        return Err(usage(
+            "no retention rule: give --keep-last/-hourly/-daily/-weekly/-monthly/-yearly \
+             (or --config with a job that has a retention policy)",
+        ));
+    }
+    let plan = repo
+        .prune(&policy, &zone, name.as_deref(), args.apply)
+        .await?;
+    if args.json {
+        let json = serde_json::json!({
+            "applied": args.apply,
+            "time_zone": zone.name(),
+            "decisions": plan.decisions,
+        });
+        println!("{json:#}");
+    } else {
+        print!("{}", prune_text(&plan, &zone, args.apply));
+    }
+    Ok(())
+}
+
+fn prune_text(plan: &PrunePlan, zone: &Tz, applied: bool) -> String {
+    let mut out = String::new();
+    for d in &plan.decisions {
+        let why = if d.remove() {
+            if applied { "removed" } else { "remove" }.to_owned()
+        } else {
+            let reasons: Vec<String> = d.keep.iter().map(ToString::to_string).collect();
+            format!("keep ({})", reasons.join(", "))
+        };
+        out.push_str(&format!(
+            "{}  {:<16}  {}  {why}\n",
+            d.id,
+            d.name,
+            d.time.with_timezone(zone).format("%Y-%m-%d %H:%M %Z"),
+        ));
+    }
+    let removed = plan.removals().count();
+    out.push_str(&format!(
+        "{} kept, {removed} {} (periods in {})\n",
+        plan.decisions.len() - removed,
+        if applied {
+            "removed"
+        } else {
+            "to remove; dry run, --apply removes them"
+        },
+        zone.name()
+    ));
+    out
+}
+
+pub(crate) fn schedule(cmd: &ScheduleCommand) -> Result<()> {
+    let ScheduleCommand::Next {
+        config,
+        job,
+        count,
+        after,
+        drill,
+    } = cmd;
+    let config = load(config)?;
+    let job = config.job(job)?;
+    let schedule = if *drill {
+        match &job.drill {
+            Some(d) => &d.schedule,
+            None => bail!("job {} has no drill", job.name),
+        }
+    } else {
+        &job.schedule
+    };
+    let after = after.map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+    let mut out = io::stdout().lock();
+    for t in schedule.upcoming(after).take(*count) {
+        writeln!(out, "{}", t.to_rfc3339())?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(job: &str, config: &Path, drill: bool, json: bool) -> Result<()> {
+    let config = load(config)?;
+    let job = config.job(job)?;
+    let kind = if drill {
+        if job.drill.is_none() {
+            bail!("job {} has no drill in the config", job.name);
+        }
+        RunKind::Drill
+    } else {
+        RunKind::Full
+    };
+    let record = run_job(job, kind, &SystemClock, None, stop_requested()).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        eprintln!("{}", record_line(&record, &job.zone));
+        for w in &record.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    match record.outcome {
+        Outcome::Success => Ok(()),
+        _ => bail!(
+            "{}",
+            record.error.unwrap_or_else(|| "the run failed".to_owned())
+        ),
+    }
+}
+
+pub(crate) async fn daemon(config_path: &Path) -> Result<()> {
+    let config = load(config_path)?;
+    if config.jobs.is_empty() {
+        bail!("{} has no jobs", config_path.display());
+    }
+    eprintln!(
+        "backupctl daemon: {} job(s) from {}",
+        config.jobs.len(),
+        config_path.display()
+    );
+    let daemon = Daemon::new(config, Arc::new(SystemClock));
+    daemon.run(stop_requested()).await?;
+    eprintln!("backupctl daemon: stopped");
+    Ok(())
+}
+
+pub(crate) async fn history(
+    config: Option<&Path>,
+    job: Option<&str>,
+    last: Option<usize>,
+    repo_args: &RepoArgs,
+    json: bool,
+) -> Result<()> {
+    let mut records: Vec<RunRecord> = Vec::new();
+    let zone;
+    match config {
+        Some(path) => {
+            let config = load(path)?;
+            let mut locations: Vec<&str> = config
+                .jobs
+                .values()
+                .filter(|j| job.is_none_or(|n| j.name == n))
+                .map(|j| j.repository.as_str())
+                .collect();
+            if let Some(name) = job {
+                config.job(name)?;
+            }
+            locations.sort_unstable();
+            locations.dedup();
+            for location in locations {
+                let repo = backup_core::Repository::open(location).await?;
+                records.extend(
+                    repo.history(job)
+                        .await
+                        .with_context(|| format!("reading the history in {location}"))?,
+                );
+            }
+            zone = config
+                .jobs
+                .values()
+                .next()
+                .map_or_else(backup_core::jobs::local_zone, |j| j.zone);
+        }
+        None => {
+            records = repository(repo_args).await?.history(job).await?;
+            zone = backup_core::jobs::local_zone();
+        }
+    }
+    records.sort_by_key(|r| r.started_at);
+    if let Some(n) = last {
+        let skip = records.len().saturating_sub(n);
+        records.drain(..skip);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else if records.is_empty() {
+        eprintln!("no runs recorded");
+    } else {
+        let mut out = io::stdout().lock();
+        for r in &records {
+            writeln!(out, "{}", record_line(r, &zone))?;
+        }
+    }
+    Ok(())
+}
+
+/// One line about a run: time, job, kind, outcome, backup, size, duration,
+/// error.
+fn record_line(r: &RunRecord, zone: &Tz) -> String {
+    let mut line = format!(
+        "{}  {:<16} {:<5} {:<7}",
+        r.started_at
+            .with_timezone(zone)
+            .format("%Y-%m-%d %H:%M:%S %Z"),
+        r.job,
+        r.kind,
+        r.outcome,
+    );
+    if let Some(id) = &r.backup {
+        line.push_str(&format!("  {id}"));
+    }
+    if let Some(sizes) = &r.sizes {
+        line.push_str(&format!("  {}", HumanBytes(sizes.stored)));
+    }
+    line.push_str(&format!("  {:.1}s", r.duration_seconds()));
+    if r.pruned > 0 {
+        line.push_str(&format!("  pruned {}", r.pruned));
+    }
+    if let Some(e) = &r.error {
+        line.push_str(&format!("  error: {e}"));
+    }
+    line
+}

@@ -1,0 +1,29 @@
+//! Jobs: a TOML config of repositories, keys and jobs, each with a cron
+//! schedule in its own time zone, retention, restore drills, hooks and a
+//! webhook; a runner for one run, a daemon that keeps the schedules, and
+//! the run history kept in the repository.
+//!
+//! ```no_run
+//! # async fn demo() -> backup_core::Result<()> {
+//! use std::sync::Arc;
+//! use backup_core::jobs::{Config, Daemon, SystemClock};
+//! let config = Config::load("/etc/shipshape/backup.toml".as_ref())?;
+//! let daemon = Daemon::new(config, Arc::new(SystemClock));
+//! daemon.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod clock;
+mod config;
+mod daemon;
+mod history;
+mod runner;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    Config, Drill, Hooks, Job, Missed, Notify, SourceSpec, check_job_name, local_zone,
+    parse_duration,
+};
+pub use daemon::{Daemon, Status};
+pub use history::{HISTORY_PREFIX, Outcome, RunKind, RunRecord};
+pub use runner::{run_job, source};

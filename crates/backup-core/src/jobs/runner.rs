@@ -1,0 +1,353 @@
+//! One run of a job: hooks, the backup (or drill), retention, the webhook
+//! and the history record.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use age::secrecy::ExposeSecret;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::clock::Clock;
+use super::config::{Job, Notify, SourceSpec};
+use super::history::{Outcome, RunKind, RunRecord};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::repo::{BackupOptions, Repository};
+use crate::source::Source;
+
+/// Webhook attempts before giving up, and the wait before each retry.
+const WEBHOOK_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
+
+/// What a run produced before the after-hooks.
+struct Done {
+    backup: Option<Manifest>,
+    pruned: u32,
+    drilled: Option<crate::manifest::BackupId>,
+}
+
+/// Runs `kind` of `job` now: before-hooks, the work, retention (after a
+/// successful backup), after-hooks, then the webhook and the history
+/// record. Never returns an error: every failure ends up in the record.
+/// When `interrupt` completes first, the work is stopped (a partial backup
+/// is never listed) and the run is recorded as aborted.
+pub async fn run_job(
+    job: &Job,
+    kind: RunKind,
+    clock: &dyn Clock,
+    scheduled_for: Option<DateTime<Utc>>,
+    interrupt: impl Future<Output = ()> + Send,
+) -> RunRecord {
+    let started_at = clock.now();
+    tracing::info!(job = %job.name, %kind, "run started");
+    let repo = Repository::open(&job.repository).await;
+    let work = async {
+        let repo = repo
+            .as_ref()
+            .map_err(|e| Error::Config(format!("repository {}: {e}", job.repository)))?;
+        hooks(job, kind, "before", &job.hooks.before, &[]).await?;
+        work(job, kind, repo, started_at).await
+    };
+    let (outcome, error, done) = tokio::select! {
+        result = work => match result {
+            Ok(done) => (Outcome::Success, None, Some(done)),
+            Err(e) => (Outcome::Failure, Some(e.to_string()), None),
+        },
+        () = interrupt => (
+            Outcome::Aborted,
+            Some("the daemon shut down before the run finished".to_owned()),
+            None,
+        ),
+    };
+    let backup = done.as_ref().and_then(|d| d.backup.clone());
+    let mut record = RunRecord {
+        job: job.name.clone(),
+        kind,
+        scheduled_for,
+        started_at,
+        finished_at: started_at,
+        outcome,
+        error,
+        backup: backup
+            .as_ref()
+            .map(|m| m.id.clone())
+            .or_else(|| done.as_ref().and_then(|d| d.drilled.clone())),
+        sizes: backup.as_ref().map(|m| m.sizes),
+        pruned: done.as_ref().map_or(0, |d| d.pruned),
+        warnings: backup.map(|m| m.warnings).unwrap_or_default(),
+    };
+    let env = [
+        ("SHIPSHAPE_RESULT", record.outcome.to_string()),
+        (
+            "SHIPSHAPE_BACKUP_ID",
+            record
+                .backup
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
+        ("SHIPSHAPE_ERROR", record.error.clone().unwrap_or_default()),
+    ];
+    if let Err(e) = hooks(job, kind, "after", &job.hooks.after, &env).await {
+        record.warnings.push(e.to_string());
+    }
+    record.finished_at = clock.now().max(started_at);
+    if let Some(notify) = &job.notify {
+        if record.outcome != Outcome::Success || notify.on_success {
+            if let Err(e) = send_webhook(notify, &record).await {
+                tracing::warn!(job = %job.name, "webhook: {e}");
+                record.warnings.push(format!("webhook: {e}"));
+            }
+        }
+    }
+    match &repo {
+        Ok(repo) => {
+            if let Err(e) = repo.record_run(&record).await {
+                tracing::error!(job = %job.name, "cannot record the run: {e}");
+            }
+        }
+        Err(e) => tracing::error!(job = %job.name, "cannot record the run: {e}"),
+    }
+    match &record.error {
+        None => tracing::info!(job = %job.name, %kind, "run succeeded"),
+        Some(e) => {
+            tracing::error!(job = %job.name, %kind, outcome = ?record.outcome, "run failed: {e}")
+        }
+    }
+    record
+}
+
+async fn work(job: &Job, kind: RunKind, repo: &Repository, now: DateTime<Utc>) -> Result<Done> {
+    match kind {
+        RunKind::Drill => drill(job, repo).await.map(|id| Done {
+            backup: None,
+            pruned: 0,
+            drilled: Some(id),
+        }),
+        RunKind::Full => {
+            let opts = BackupOptions::new(job.recipients.clone())
+                .with_name(job.name.clone())
+                .with_level(job.level)
+                .with_skip_unreadable(job.skip_unreadable)
+                .with_time(now);
+            let manifest = repo.backup(source(job)?, &opts).await?;
+            let pruned = if job.retention.is_empty() {
+                0
+            } else {
+                let plan = repo
+                    .prune(&job.retention, &job.zone, Some(&job.name), true)
+                    .await
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "backup {} succeeded, but applying the retention policy failed: {e}",
+                            manifest.id
+                        ))
+                    })?;
+                u32::try_from(plan.removals().count()).unwrap_or(u32::MAX)
+            };
+            Ok(Done {
+                backup: Some(manifest),
+                pruned,
+                drilled: None,
+            })
+        }
+    }
+}
+
+/// The job's source, built fresh for each run.
+pub fn source(job: &Job) -> Result<Source> {
+    Ok(match &job.source {
+        SourceSpec::Path(p) => Source::path(p),
+        SourceSpec::Command(argv) => {
+            let (program, args) = argv
+                .split_first()
+                .ok_or_else(|| Error::Config("empty command".into()))?;
+            Source::command(program, args.iter().cloned())
+        }
+        #[cfg(feature = "postgres")]
+        SourceSpec::Postgres {
+            url,
+            password,
+            globals,
+            row_counts,
+        } => {
+            let target = pg_target(url, password.as_ref())?;
+            if *globals {
+                crate::postgres::PgSource::globals(target).into()
+            } else {
+                crate::postgres::PgSource::database(target)
+                    .with_row_counts(*row_counts)
+                    .into()
+            }
+        }
+        #[cfg(not(feature = "postgres"))]
+        SourceSpec::Postgres { .. } => {
+            return Err(Error::Config(
+                "this build has no PostgreSQL support (the `postgres` feature)".into(),
+            ));
+        }
+    })
+}
+
+#[cfg(feature = "postgres")]
+fn pg_target(
+    url: &str,
+    password: Option<&age::secrecy::SecretString>,
+) -> Result<crate::postgres::PgTarget> {
+    crate::postgres::PgTarget::parse_with(url, &|name| match (name, password) {
+        ("PGPASSWORD", Some(p)) => Some(p.expose_secret().to_owned()),
+        _ => std::env::var(name).ok(),
+    })
+}
+
+/// Restores the latest backup into a scratch database and checks every
+/// table (PostgreSQL), or verifies it (everything else).
+async fn drill(job: &Job, repo: &Repository) -> Result<crate::manifest::BackupId> {
+    let ids = job
+        .identities
+        .as_ref()
+        .ok_or_else(|| Error::Config(format!("job {} has no identity for drills", job.name)))?;
+    let latest = repo
+        .find(&crate::repo::BackupRef::Latest {
+            name: Some(job.name.clone()),
+        })
+        .await?;
+    #[cfg(feature = "postgres")]
+    if let (SourceSpec::Postgres { password, .. }, Some(scratch)) = (
+        &job.source,
+        job.drill.as_ref().and_then(|d| d.scratch.as_ref()),
+    ) {
+        let server = pg_target(scratch, password.as_ref())?;
+        let report = repo
+            .restore_drill(
+                &latest,
+                ids,
+                &server,
+                &crate::postgres::PgRestoreOptions::default(),
+                std::future::pending(),
+            )
+            .await?;
+        if !report.passed() {
+            return Err(Error::Corrupt {
+                id: latest.id.to_string(),
+                problem: format!(
+                    "restore drill failed: {} table(s) differ from the manifest{}",
+                    report.failed_tables(),
+                    if report.restore_errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; pg_restore: {}", report.restore_errors.join("; "))
+                    }
+                ),
+            });
+        }
+        return Ok(latest.id);
+    }
+    repo.verify(&latest, ids, Arc::new(crate::progress::NoProgress))
+        .await?;
+    Ok(latest.id)
+}
+
+/// Runs hook commands with `sh -c`, in order, stopping at the first that
+/// fails.
+async fn hooks(
+    job: &Job,
+    kind: RunKind,
+    when: &str,
+    commands: &[String],
+    extra: &[(&str, String)],
+) -> Result<()> {
+    for command in commands {
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(command)
+            .env("SHIPSHAPE_JOB", &job.name)
+            .env("SHIPSHAPE_KIND", kind.to_string())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let failed = |why: String| Error::Config(format!("{when}-hook `{command}` {why}"));
+        let output = tokio::time::timeout(job.hooks.timeout, cmd.output())
+            .await
+            .map_err(|_| failed(format!("did not finish within {:?}", job.hooks.timeout)))?
+            .map_err(|e| failed(format!("could not start: {e}")))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(failed(format!(
+                "failed ({}): {}",
+                output.status,
+                tail.join(" | ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The JSON body a webhook receives.
+#[derive(Serialize)]
+struct WebhookBody<'a> {
+    /// One line for chat tools (Slack, Mattermost and Discord read `text`).
+    text: String,
+    host: String,
+    #[serde(flatten)]
+    run: &'a RunRecord,
+    duration_seconds: f64,
+}
+
+async fn send_webhook(notify: &Notify, record: &RunRecord) -> std::result::Result<(), String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let verdict = match record.outcome {
+        Outcome::Success => "succeeded",
+        Outcome::Failure => "FAILED",
+        Outcome::Skipped => "was skipped",
+        Outcome::Aborted => "was ABORTED",
+    };
+    let mut text = format!(
+        "shipshape on {host}: {} {} {verdict}",
+        record.job, record.kind
+    );
+    if let Some(e) = &record.error {
+        text.push_str(": ");
+        text.push_str(e);
+    }
+    let body = WebhookBody {
+        text,
+        host,
+        run: record,
+        duration_seconds: record.duration_seconds(),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let mut waits = WEBHOOK_RETRIES.iter();
+    loop {
+        let sent = client
+            .post(notify.url.expose_secret())
+            .header("content-type", "application/json")
+            .body(json.clone())
+            .send()
+            .await;
+        // Never show the URL: it often holds a token.
+        let problem = match sent {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status().is_client_error() => {
+                return Err(format!("the webhook answered {}", r.status()));
+            }
+            Ok(r) => format!("the webhook answered {}", r.status()),
+            Err(e) => format!("cannot reach the webhook: {}", e.without_url()),
+        };
+        match waits.next() {
+            Some(wait) => tokio::time::sleep(*wait).await,
+            None => return Err(problem),
+        }
+    }
+}
