@@ -37,6 +37,9 @@ fn manifest(at: DateTime<Utc>, n: usize) -> Manifest {
     m
 }
 
+/// The period a backup falls in for one rule (its position for keep-last).
+type PeriodOf = fn(&DateTime<Tz>, usize) -> String;
+
 /// The independent reading of restic's rules: per rule, the newest backup
 /// of each of the N newest periods; and the oldest backup too when fewer
 /// than N periods exist before it.
@@ -44,7 +47,7 @@ fn expected_keep(backups: &[Manifest], policy: &Policy, zone: &Tz) -> BTreeSet<B
     let mut sorted: Vec<&Manifest> = backups.iter().collect();
     sorted.sort_by(|a, b| (b.started_at, &b.id).cmp(&(a.started_at, &a.id)));
     let mut keep = BTreeSet::new();
-    let rules: [(Keep, fn(&DateTime<Tz>, usize) -> String); 6] = [
+    let rules: [(Keep, PeriodOf); 6] = [
         (policy.last, |_, i| i.to_string()),
         (policy.hourly, |t, _| t.format("%Y-%m-%d %H").to_string()),
         (policy.daily, |t, _| t.format("%Y-%m-%d").to_string()),
