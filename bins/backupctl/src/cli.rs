@@ -268,7 +268,7 @@ pub enum Command {
     /// goes is recorded as skipped). Runs missed while the daemon was down
     /// run once at start (missed = "run-once", the default) or wait for
     /// their next time (missed = "skip"). On SIGTERM or Ctrl-C no new run
-    /// starts, and running ones get [daemon] shutdown_grace (default 5m)
+    /// starts, and running ones get the daemon section's shutdown_grace (default 5m)
     /// to finish before they are stopped and recorded as aborted.
     Daemon {
         /// The config file.

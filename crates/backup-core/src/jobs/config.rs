@@ -396,7 +396,7 @@ impl Cx<'_> {
                     format!("{what}_env: environment variable {var} is not set or empty"),
                 )),
             },
-            (None, Some(file)) => keys::read_secret_file(&self.path(file))
+            (None, Some(file)) => keys::read_passphrase_file(&self.path(file))
                 .map(Some)
                 .map_err(|e| self.err(at, e)),
             (None, None) => Ok(None),
@@ -509,7 +509,7 @@ impl Cx<'_> {
         )?;
         let mut public = key.recipients.clone();
         if let Some(file) = &key.recipients_file {
-            let text = std::fs::read_to_string(self.path(file)).map_err(|e| {
+            let text = read_small(&self.path(file)).map_err(|e| {
                 self.err(
                     at,
                     format!("cannot read recipients_file {}: {e}", file.display()),
@@ -638,6 +638,15 @@ impl Cx<'_> {
             on_success: n.on_success,
         })
     }
+}
+
+/// Reads a regular file of at most 1 MiB as text.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    let md = std::fs::metadata(path)?;
+    if !md.is_file() || md.len() > 1 << 20 {
+        return Err(std::io::Error::other("not a regular file of at most 1 MiB"));
+    }
+    std::fs::read_to_string(path)
 }
 
 /// True when a postgres:// URL has `user:password@`.
