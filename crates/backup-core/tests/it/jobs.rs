@@ -363,20 +363,7 @@ time_zone = "UTC"
 #[test]
 fn a_run_due_while_the_previous_one_goes_is_skipped() {
     let dir = tempfile::tempdir().expect("tmp");
-    let gate = dir.path().join("gate");
-    let status_out = std::process::Command::new("mkfifo")
-        .arg(&gate)
-        .status()
-        .expect("mkfifo");
-    assert!(status_out.success());
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[jobs.slow]\nsource = {{ command = [\"sh\", \"-c\", \"read x < '{}'; echo done\"] }}\n\
-             repository = \"main\"\nkey = \"ops\"\nschedule = \"@hourly\"\ntime_zone = \"UTC\"\n",
-            gate.display()
-        ),
-    );
+    let (config, gate) = gated_job(dir.path(), "5m");
     let rt = runtime();
     let start = Utc
         .with_ymd_and_hms(2026, 11, 23, 0, 30, 0)
@@ -411,15 +398,10 @@ fn a_run_due_while_the_previous_one_goes_is_skipped() {
                 .expect("scheduled");
         }
         let gate = gate.clone();
-        tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&gate)
-                .and_then(|mut f| f.write_all(b"go\n"))
-        })
-        .await
-        .expect("join")
-        .expect("open the gate");
+        tokio::task::spawn_blocking(move || open_gate(&gate))
+            .await
+            .expect("join")
+            .expect("open the gate");
         status
             .wait_for(|s| s.running.is_empty())
             .await
@@ -647,4 +629,108 @@ notify = {{ webhook = "{url}", on_success = true }}
     let repo = Repository::local(dir.path().join("repo"));
     assert_eq!(rt.block_on(repo.list()).expect("list").backups.len(), 1);
     assert_eq!(rt.block_on(repo.history(None)).expect("history").len(), 3);
+}
+
+/// A config whose one job blocks on a FIFO until the test opens it.
+fn gated_job(dir: &Path, grace: &str) -> (Config, std::path::PathBuf) {
+    let gate = dir.join("gate");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let config = write_config(
+        dir,
+        &format!(
+            "[daemon]\nshutdown_grace = \"{grace}\"\n\n[jobs.slow]\n\
+             source = {{ command = [\"sh\", \"-c\", \"read x < '{}'; echo done\"] }}\n\
+             repository = \"main\"\nkey = \"ops\"\nschedule = \"@hourly\"\ntime_zone = \"UTC\"\n",
+            gate.display()
+        ),
+    );
+    (config, gate)
+}
+
+fn open_gate(gate: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(gate)
+        .and_then(|mut f| f.write_all(b"go\n"))
+}
+
+#[test]
+fn shutdown_lets_a_run_finish_within_the_grace_period_or_aborts_it() {
+    for (grace, open_during_grace, want) in [
+        ("1h", true, Outcome::Success),
+        ("1s", false, Outcome::Aborted),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (config, gate) = gated_job(dir.path(), grace);
+        let rt = runtime();
+        let start = Utc
+            .with_ymd_and_hms(2026, 11, 23, 0, 59, 0)
+            .single()
+            .expect("t");
+        let clock = Arc::new(ManualClock::new(start));
+        let daemon = Arc::new(Daemon::new(config, clock.clone()));
+        let mut status = daemon.status();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        rt.block_on(async {
+            let d = Arc::clone(&daemon);
+            let running = tokio::spawn(async move {
+                d.run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            });
+            started(&mut status).await;
+            clock.advance(Duration::from_secs(60));
+            status
+                .wait_for(|s| s.running.contains("slow"))
+                .await
+                .expect("started");
+            // SIGTERM, in effect, while the backup waits on the gate.
+            let _ = stop_tx.send(());
+            if open_during_grace {
+                let gate = gate.clone();
+                tokio::task::spawn_blocking(move || open_gate(&gate))
+                    .await
+                    .expect("join")
+                    .expect("open the gate");
+            }
+            tokio::time::timeout(Duration::from_secs(60), running)
+                .await
+                .expect("the daemon stops")
+                .expect("join")
+                .expect("daemon");
+            assert!(status.borrow().stopped);
+            if !open_during_grace {
+                // The aborted run's command still waits on the gate: let
+                // it end (a daemon that exits ends it by closing its pipe).
+                let gate = gate.clone();
+                tokio::task::spawn_blocking(move || open_gate(&gate))
+                    .await
+                    .expect("join")
+                    .expect("open the gate");
+            }
+        });
+        let repo = Repository::local(dir.path().join("repo"));
+        let history = rt.block_on(repo.history(None)).expect("history");
+        assert_eq!(history.len(), 1, "{grace}: {history:#?}");
+        assert_eq!(history[0].outcome, want, "{grace}: {history:#?}");
+        let listed = rt.block_on(repo.list()).expect("list").backups.len();
+        assert_eq!(listed, usize::from(want == Outcome::Success), "{grace}");
+        // The abandoned pipeline thread may still be reading: do not wait.
+        rt.shutdown_timeout(Duration::from_secs(5));
+        if want == Outcome::Aborted {
+            assert!(
+                history[0]
+                    .error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("shut down"),
+                "{history:#?}"
+            );
+        }
+    }
 }
