@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     };
     // Relative paths resolve under a directory that does not exist, so the
     // fuzzer does not read this machine's files through them.
-    let _ = Config::parse(text, "fuzz.toml", Path::new("/nonexistent-fuzz"), &|_| None);
+    let _ = Config::parse(text, "fuzz.toml", Path::new("/nonexistent-fuzz"));
     let _ = text.parse::<Keep>();
     let (expr, zone) = text.split_once('|').unwrap_or((text, "America/Chicago"));
     if let Ok(schedule) = Schedule::parse(expr, zone) {

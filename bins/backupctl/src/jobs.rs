@@ -134,6 +134,8 @@ pub(crate) fn schedule(cmd: &ScheduleCommand) -> Result<()> {
 pub(crate) async fn run(job: &str, config: &Path, drill: bool, json: bool) -> Result<()> {
     let config = load(config)?;
     let job = config.job(job)?;
+    job.check_secrets()
+        .with_context(|| format!("job {}", job.name))?;
     let kind = if drill {
         if job.drill.is_none() {
             bail!("job {} has no drill in the config", job.name);
@@ -165,6 +167,7 @@ pub(crate) async fn daemon(config_path: &Path) -> Result<()> {
     if config.jobs.is_empty() {
         bail!("{} has no jobs", config_path.display());
     }
+    config.check_secrets()?;
     eprintln!(
         "backupctl daemon: {} job(s) from {}",
         config.jobs.len(),

@@ -660,3 +660,84 @@ fn pg_restore_errors_are_reported_and_roll_back() {
     t.pg.psql("postgres", &format!("DROP DATABASE {copy}"));
     t.pg.psql("postgres", &format!("DROP ROLE {role}"));
 }
+
+/// A PostgreSQL job from a config: the password from an environment
+/// variable the config names, a backup with `run`, then the job's restore
+/// drill with `run --drill`, both in the history.
+#[test]
+fn a_postgres_job_backs_up_and_drills_from_the_config() {
+    let Some(pg) = postgres() else { return };
+    let sb = Sandbox::new();
+    let db = pg.create_db("shipshape_job");
+    pg.psql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); \
+         INSERT INTO t SELECT i, 'row ' || i FROM generate_series(1, 5000) i;",
+    );
+    sb.ok([
+        "keygen",
+        "--output",
+        sb.path("id.txt").to_str().expect("utf-8"),
+    ]);
+    let server = format!("postgres://{}@{}", pg.user, pg.addr);
+    let cfg = sb.path("backup.toml");
+    fs::write(
+        &cfg,
+        format!(
+            r#"[repositories.main]
+location = "repo"
+
+[keys.ops]
+identity_file = "id.txt"
+
+[jobs.orders]
+source = {{ postgres = "{server}/{db}", password_env = "ORDERS_PW" }}
+repository = "main"
+key = "ops"
+schedule = "0 */6 * * *"
+time_zone = "America/Chicago"
+drill = {{ schedule = "0 5 * * SUN", scratch = "{server}/postgres" }}
+"#
+        ),
+    )
+    .expect("config");
+    let cfg = cfg.to_str().expect("utf-8");
+    let run = |extra: &[&str]| {
+        let mut cmd = sb.cmd(["run", "orders", "--config", cfg, "--json"]);
+        cmd.args(extra).env("ORDERS_PW", &pg.password);
+        let out = cmd.output().expect("run");
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")
+    };
+    let backup = run(&[]);
+    assert_eq!(backup["outcome"], "success");
+    let drill = run(&["--drill"]);
+    assert_eq!(drill["outcome"], "success");
+    assert_eq!(drill["backup"], backup["backup"]);
+    let history: Value =
+        serde_json::from_str(&sb.ok(["history", "--config", cfg, "--json"])).expect("json");
+    let kinds: Vec<&str> = history
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["full", "drill"]);
+    // The manifest counted the rows the drill checked.
+    let list: Value = serde_json::from_str(&sb.ok([
+        "list",
+        "--repo",
+        sb.path("repo").to_str().expect("utf-8"),
+        "--json",
+    ]))
+    .expect("json");
+    let tables = &list[0]["source"]["tables"];
+    assert_eq!(tables[0]["rows"], 5000, "{tables}");
+    // Without the password the run fails, and says which job and why.
+    let out = sb
+        .cmd(["run", "orders", "--config", cfg])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("ORDERS_PW"), "{}", text(&out));
+}

@@ -79,10 +79,8 @@ pub struct Job {
     pub source: SourceSpec,
     /// Where its backups go (a directory or `s3://BUCKET/PREFIX`).
     pub repository: String,
-    /// Who can decrypt them.
-    pub recipients: Recipients,
-    /// Keys for restore drills, when the config names an identity.
-    pub identities: Option<Identities>,
+    /// Who can decrypt them, and the keys for drills.
+    pub keys: Keys,
     /// When full backups run.
     pub schedule: Schedule,
     /// The job's time zone (schedules and retention periods).
@@ -117,7 +115,7 @@ pub enum SourceSpec {
         /// The libpq URL, without a password.
         url: String,
         /// The password, from `password_env` / `password_file`.
-        password: Option<SecretString>,
+        password: Option<Secret>,
         /// Dump roles and tablespaces instead of the database.
         globals: bool,
         /// How to count rows (`exact`, `estimate`, `off`).
@@ -150,7 +148,7 @@ pub struct Hooks {
 #[derive(Clone)]
 pub struct Notify {
     /// The URL (a secret: it often holds a token).
-    pub url: SecretString,
+    pub url: Secret,
     /// Also report successful runs.
     pub on_success: bool,
 }
@@ -161,6 +159,89 @@ impl fmt::Debug for Notify {
             .field("url", &"<secret>")
             .field("on_success", &self.on_success)
             .finish()
+    }
+}
+
+/// Where a secret comes from. It is read when a run needs it, so that
+/// inspecting a config (`schedule next`, `history`, `prune`) needs none of
+/// the secrets; [`Config::check_secrets`] reads them all up front.
+#[derive(Clone)]
+pub enum Secret {
+    /// Given in the config (only for values that need not be secret).
+    Value(SecretString),
+    /// An environment variable's value.
+    Env(String),
+    /// A file's first line; the file must not be readable by group or
+    /// others.
+    File(PathBuf),
+}
+
+impl Secret {
+    /// Reads the secret now.
+    pub fn read(&self) -> Result<SecretString> {
+        match self {
+            Secret::Value(v) => Ok(v.clone()),
+            Secret::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
+                _ => Err(Error::Config(format!(
+                    "environment variable {var} is not set or empty"
+                ))),
+            },
+            Secret::File(path) => keys::read_passphrase_file(path),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Value(<secret>)"),
+            Secret::Env(var) => write!(f, "Env({var})"),
+            Secret::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
+}
+
+/// A job's keys: public keys for backups, an identity for drills, or a
+/// passphrase for both.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    /// `age1...` recipients (checked when the config loads).
+    pub public: Vec<String>,
+    /// An identity file: its public keys are recipients too, and drills
+    /// decrypt with it.
+    pub identity_file: Option<PathBuf>,
+    /// A passphrase instead of age keys.
+    pub passphrase: Option<Secret>,
+}
+
+impl Keys {
+    /// Who backups are encrypted to.
+    pub fn recipients(&self) -> Result<Recipients> {
+        if let Some(p) = &self.passphrase {
+            return Ok(Recipients::passphrase(p.read()?));
+        }
+        let mut public = self.public.clone();
+        if let Some(ids) = self.identities()? {
+            public.extend(ids.recipients().iter().map(ToString::to_string));
+        }
+        Recipients::parse(&public)
+    }
+
+    /// What decrypts backups, when the config names an identity or a
+    /// passphrase.
+    pub fn identities(&self) -> Result<Option<Identities>> {
+        if let Some(p) = &self.passphrase {
+            return Ok(Some(Identities::passphrase(p.read()?)));
+        }
+        self.identity_file
+            .as_deref()
+            .map(Identities::from_file)
+            .transpose()
+    }
+
+    fn can_decrypt(&self) -> bool {
+        self.passphrase.is_some() || self.identity_file.is_some()
     }
 }
 
@@ -284,28 +365,15 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read config {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, &path.display().to_string(), base, &|v| {
-            std::env::var(v).ok()
-        })
+        Config::parse(&text, &path.display().to_string(), base)
     }
 
     /// Parses and checks config `text` (named `origin` in errors), with
-    /// relative paths taken from `base` and environment variables looked up
-    /// with `env`.
-    pub fn parse(
-        text: &str,
-        origin: &str,
-        base: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config> {
+    /// relative paths taken from `base`. Secrets are not read yet.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim_end())))?;
-        let cx = Cx {
-            text,
-            origin,
-            base,
-            env,
-        };
+        let cx = Cx { text, origin, base };
         let default_zone = match &raw.defaults.time_zone {
             Some(z) => cx.zone(z)?,
             None => local_zone(),
@@ -323,6 +391,16 @@ impl Config {
             jobs,
             shutdown_grace,
         })
+    }
+
+    /// Reads every secret the jobs need (keys, passwords, webhook URLs), so
+    /// that a daemon fails at start rather than at 03:00.
+    pub fn check_secrets(&self) -> Result<()> {
+        for job in self.jobs.values() {
+            job.check_secrets()
+                .map_err(|e| Error::Config(format!("job {}: {e}", job.name)))?;
+        }
+        Ok(())
     }
 
     /// The job called `name`, or an error listing the jobs there are.
@@ -347,7 +425,6 @@ struct Cx<'a> {
     text: &'a str,
     origin: &'a str,
     base: &'a Path,
-    env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Cx<'_> {
@@ -377,28 +454,20 @@ impl Cx<'_> {
         self.base.join(p)
     }
 
-    /// A secret from an environment variable or a file.
+    /// Where a secret comes from: an environment variable or a file.
     fn secret<T>(
         &self,
         at: &Spanned<T>,
         what: &str,
         var: Option<&str>,
         file: Option<&Path>,
-    ) -> Result<Option<SecretString>> {
+    ) -> Result<Option<Secret>> {
         match (var, file) {
             (Some(_), Some(_)) => {
                 Err(self.err(at, format!("give {what}_env or {what}_file, not both")))
             }
-            (Some(var), None) => match (self.env)(var) {
-                Some(v) if !v.is_empty() => Ok(Some(SecretString::from(v))),
-                _ => Err(self.err(
-                    at,
-                    format!("{what}_env: environment variable {var} is not set or empty"),
-                )),
-            },
-            (None, Some(file)) => keys::read_passphrase_file(&self.path(file))
-                .map(Some)
-                .map_err(|e| self.err(at, e)),
+            (Some(var), None) => Ok(Some(Secret::Env(var.to_owned()))),
+            (None, Some(file)) => Ok(Some(Secret::File(self.path(file)))),
             (None, None) => Ok(None),
         }
     }
@@ -435,7 +504,7 @@ impl Cx<'_> {
                 format!("no [keys.{}] in the config", raw.key.get_ref()),
             )
         })?;
-        let (recipients, identities) = self.keys(&raw.key, key)?;
+        let keys = self.keys(&raw.key, key)?;
         let source = self.source(&raw.source)?;
         let drill = match &raw.drill {
             None => None,
@@ -447,7 +516,7 @@ impl Cx<'_> {
                         "a PostgreSQL drill needs `scratch`, a URL on the server to restore into",
                     ));
                 }
-                if identities.is_none() {
+                if !keys.can_decrypt() {
                     return Err(self.err(
                         &d.schedule,
                         format!(
@@ -478,8 +547,7 @@ impl Cx<'_> {
             } else {
                 self.path(Path::new(&repository)).display().to_string()
             },
-            recipients,
-            identities,
+            keys,
             schedule: self.schedule(&raw.schedule, zone)?,
             zone,
             level: raw.level.or(all.defaults.level).unwrap_or(3),
@@ -500,7 +568,7 @@ impl Cx<'_> {
         })
     }
 
-    fn keys(&self, at: &Spanned<String>, key: &RawKey) -> Result<(Recipients, Option<Identities>)> {
+    fn keys(&self, at: &Spanned<String>, key: &RawKey) -> Result<Keys> {
         let passphrase = self.secret(
             at,
             "passphrase",
@@ -522,36 +590,28 @@ impl Cx<'_> {
                     .map(str::to_owned),
             );
         }
-        let identities = match &key.identity_file {
-            Some(file) => {
-                Some(Identities::from_file(&self.path(file)).map_err(|e| self.err(at, e))?)
-            }
-            None => None,
-        };
-        match passphrase {
-            Some(_) if !public.is_empty() || identities.is_some() => Err(self.err(
+        let identity_file = key.identity_file.as_deref().map(|f| self.path(f));
+        if passphrase.is_some() && (!public.is_empty() || identity_file.is_some()) {
+            return Err(self.err(
                 at,
                 "a key is either a passphrase or age keys (recipients / identity_file), not both",
-            )),
-            Some(p) => Ok((
-                Recipients::passphrase(p.clone()),
-                Some(Identities::passphrase(p)),
-            )),
-            None => {
-                if let Some(ids) = &identities {
-                    public.extend(ids.recipients().iter().map(ToString::to_string));
-                }
-                if public.is_empty() {
-                    return Err(self.err(
-                        at,
-                        "the key has no recipients: give recipients, recipients_file, \
-                         identity_file or a passphrase",
-                    ));
-                }
-                let recipients = Recipients::parse(&public).map_err(|e| self.err(at, e))?;
-                Ok((recipients, identities))
-            }
+            ));
         }
+        if passphrase.is_none() && public.is_empty() && identity_file.is_none() {
+            return Err(self.err(
+                at,
+                "the key has no recipients: give recipients, recipients_file, identity_file \
+                 or a passphrase",
+            ));
+        }
+        if !public.is_empty() {
+            Recipients::parse(&public).map_err(|e| self.err(at, e))?;
+        }
+        Ok(Keys {
+            public,
+            identity_file,
+            passphrase,
+        })
     }
 
     fn source(&self, raw: &Spanned<RawSource>) -> Result<SourceSpec> {
@@ -611,32 +671,65 @@ impl Cx<'_> {
     }
 
     fn notify(&self, at: &Spanned<String>, n: &RawNotify) -> Result<Notify> {
-        let url = match (
-            &n.webhook,
-            self.secret(
-                at,
-                "webhook",
-                n.webhook_env.as_deref(),
-                n.webhook_file.as_deref(),
-            )?,
-        ) {
+        let secret = self.secret(
+            at,
+            "webhook",
+            n.webhook_env.as_deref(),
+            n.webhook_file.as_deref(),
+        )?;
+        let url = match (&n.webhook, secret) {
             (Some(_), Some(_)) => {
                 return Err(self.err(at, "give one of webhook, webhook_env, webhook_file"));
             }
-            (Some(url), None) => SecretString::from(url.clone()),
+            (Some(url), None) => {
+                check_webhook(url).map_err(|e| self.err(at, e))?;
+                Secret::Value(SecretString::from(url.trim().to_owned()))
+            }
             (None, Some(secret)) => secret,
             (None, None) => {
                 return Err(self.err(at, "notify needs webhook, webhook_env or webhook_file"));
             }
         };
-        let text = url.expose_secret().trim();
-        if !(text.starts_with("http://") || text.starts_with("https://")) {
-            return Err(self.err(at, "the webhook is not an http:// or https:// URL"));
-        }
         Ok(Notify {
-            url: SecretString::from(text.to_owned()),
+            url,
             on_success: n.on_success,
         })
+    }
+}
+
+impl Job {
+    /// Reads every secret the job needs.
+    pub fn check_secrets(&self) -> Result<()> {
+        self.keys.recipients()?;
+        self.keys.identities()?;
+        if let SourceSpec::Postgres {
+            password: Some(p), ..
+        } = &self.source
+        {
+            p.read()?;
+        }
+        if let Some(n) = &self.notify {
+            n.url()?;
+        }
+        Ok(())
+    }
+}
+
+impl Notify {
+    /// Reads the webhook URL and checks that it is http(s).
+    pub fn url(&self) -> Result<SecretString> {
+        let url = self.url.read()?;
+        check_webhook(url.expose_secret()).map_err(|e| Error::Config(format!("webhook: {e}")))?;
+        Ok(SecretString::from(url.expose_secret().trim().to_owned()))
+    }
+}
+
+fn check_webhook(url: &str) -> std::result::Result<(), String> {
+    let url = url.trim();
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err("the webhook is not an http:// or https:// URL".into())
     }
 }
 

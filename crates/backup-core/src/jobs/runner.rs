@@ -126,7 +126,7 @@ async fn work(job: &Job, kind: RunKind, repo: &Repository, now: DateTime<Utc>) -
             drilled: Some(id),
         }),
         RunKind::Full => {
-            let opts = BackupOptions::new(job.recipients.clone())
+            let opts = BackupOptions::new(job.keys.recipients()?)
                 .with_name(job.name.clone())
                 .with_level(job.level)
                 .with_skip_unreadable(job.skip_unreadable)
@@ -193,9 +193,10 @@ pub fn source(job: &Job) -> Result<Source> {
 #[cfg(feature = "postgres")]
 fn pg_target(
     url: &str,
-    password: Option<&age::secrecy::SecretString>,
+    password: Option<&super::config::Secret>,
 ) -> Result<crate::postgres::PgTarget> {
-    crate::postgres::PgTarget::parse_with(url, &|name| match (name, password) {
+    let password = password.map(super::config::Secret::read).transpose()?;
+    crate::postgres::PgTarget::parse_with(url, &|name| match (name, &password) {
         ("PGPASSWORD", Some(p)) => Some(p.expose_secret().to_owned()),
         _ => std::env::var(name).ok(),
     })
@@ -205,9 +206,10 @@ fn pg_target(
 /// table (PostgreSQL), or verifies it (everything else).
 async fn drill(job: &Job, repo: &Repository) -> Result<crate::manifest::BackupId> {
     let ids = job
-        .identities
-        .as_ref()
+        .keys
+        .identities()?
         .ok_or_else(|| Error::Config(format!("job {} has no identity for drills", job.name)))?;
+    let ids = &ids;
     let latest = repo
         .find(&crate::repo::BackupRef::Latest {
             name: Some(job.name.clone()),
@@ -328,10 +330,11 @@ async fn send_webhook(notify: &Notify, record: &RunRecord) -> std::result::Resul
         .build()
         .map_err(|e| e.to_string())?;
     let json = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let url = notify.url().map_err(|e| e.to_string())?;
     let mut waits = WEBHOOK_RETRIES.iter();
     loop {
         let sent = client
-            .post(notify.url.expose_secret())
+            .post(url.expose_secret())
             .header("content-type", "application/json")
             .body(json.clone())
             .send()

@@ -182,11 +182,17 @@ fn write_config(dir: &Path, jobs: &str) -> Config {
 #[test]
 fn config_errors_name_the_line_and_secrets_come_from_env() {
     let dir = tempfile::tempdir().expect("tmp");
-    let parse = |text: &str| {
-        Config::parse(text, "backup.toml", dir.path(), &|v| {
-            (v == "HOOK_URL").then(|| "http://127.0.0.1:9/hook?token=s3cret".to_owned())
-        })
-    };
+    let parse = |text: &str| Config::parse(text, "backup.toml", dir.path());
+    std::fs::write(
+        dir.path().join("hook-url"),
+        "http://127.0.0.1:9/hook?token=s3cret\n",
+    )
+    .expect("secret file");
+    std::fs::set_permissions(
+        dir.path().join("hook-url"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
     let base = format!(
         "[repositories.main]\nlocation = \"/r\"\n[keys.k]\nrecipients = [\"{}\"]\n",
         keys::generate().to_public()
@@ -211,17 +217,29 @@ fn config_errors_name_the_line_and_secrets_come_from_env() {
     .expect_err("password in URL");
     assert!(!err.to_string().contains("pw@"), "{err}");
     let config = parse(&format!(
-        "{base}{job}schedule = \"@daily\"\nnotify = {{ webhook_env = \"HOOK_URL\" }}\n"
+        "{base}{job}schedule = \"@daily\"\nnotify = {{ webhook_file = \"hook-url\" }}\n"
     ))
     .expect("parses");
+    config.check_secrets().expect("the secret file is read");
     let job = config.job("app").expect("job");
     assert!(!format!("{job:?}").contains("s3cret"));
-    let err = parse(&format!(
-        "{base}{job}schedule = \"@daily\"\nnotify = {{ webhook_env = \"MISSING\" }}\n",
-        job = "[jobs.app]\nsource = { path = \"/srv\" }\nrepository = \"main\"\nkey = \"k\"\n"
+    let url = job.notify.as_ref().expect("notify").url().expect("url");
+    assert_eq!(
+        backup_core::age::secrecy::ExposeSecret::expose_secret(&url),
+        "http://127.0.0.1:9/hook?token=s3cret"
+    );
+    // Secrets are read when needed: the config loads without them (for
+    // `schedule next`, `history`, `prune`), and the check names what is missing.
+    let config = parse(&format!(
+        "{base}[jobs.app]\nsource = {{ path = \"/srv\" }}\nrepository = \"main\"\nkey = \"k\"\n\
+         schedule = \"@daily\"\nnotify = {{ webhook_env = \"SHIPSHAPE_TEST_SURELY_UNSET\" }}\n"
     ))
-    .expect_err("unset variable");
-    assert!(err.to_string().contains("MISSING"), "{err}");
+    .expect("parses without the secret");
+    let err = config.check_secrets().expect_err("unset variable");
+    assert!(
+        err.to_string().contains("SHIPSHAPE_TEST_SURELY_UNSET"),
+        "{err}"
+    );
 }
 
 /// Waits until the daemon has read the schedules (before the clock moves).
