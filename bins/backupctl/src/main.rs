@@ -6,7 +6,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = backupctl::Cli::parse();
-    backupctl::init_logging(cli.verbose, cli.quiet);
+    // The daemon's log is its record of runs (for journald): info by default.
+    let daemon = matches!(cli.command, backupctl::cli::Command::Daemon { .. });
+    let verbose = if daemon {
+        cli.verbose.max(1)
+    } else {
+        cli.verbose
+    };
+    backupctl::init_logging(verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
