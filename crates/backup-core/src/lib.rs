@@ -57,6 +57,7 @@
 mod error;
 mod gc;
 mod import;
+pub mod incremental;
 #[cfg(feature = "jobs")]
 pub mod jobs;
 pub mod keys;

@@ -40,6 +40,14 @@ pub struct BackupOptions {
     pub skip_unreadable: bool,
     /// Receives progress.
     pub progress: Arc<dyn Progress>,
+    /// Makes this an incremental backup of a directory on top of `parent`
+    /// (a backup of the same directory whose file index is in
+    /// [`index_dir`](Self::index_dir)).
+    pub parent: Option<Manifest>,
+    /// Where directory backups keep their file index for later
+    /// incrementals (on the backup host; never in the repository). None:
+    /// no index is kept.
+    pub index_dir: Option<std::path::PathBuf>,
     /// The time to record as the backup's start instead of now (as restic's
     /// `--time`), for imports, schedulers with their own clock, and tests.
     pub time: Option<DateTime<Utc>>,
@@ -55,7 +63,21 @@ impl BackupOptions {
             skip_unreadable: false,
             progress: Arc::new(NoProgress),
             time: None,
+            parent: None,
+            index_dir: None,
         }
+    }
+
+    /// Keeps directory backups' file indexes in `dir`, for incrementals.
+    pub fn with_index_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.index_dir = Some(dir.into());
+        self
+    }
+
+    /// Makes an incremental backup on top of `parent`.
+    pub fn with_parent(mut self, parent: Manifest) -> Self {
+        self.parent = Some(parent);
+        self
     }
 
     /// Records `time` as the backup's start instead of now.
@@ -228,13 +250,17 @@ impl Repository {
             Payload::Raw => format!("{DATA_PREFIX}{id}.zst.age"),
         };
         tracing::info!(%id, %name, store = %self.store.describe(), "backup started");
+        let tracker = self.tracker(&source, opts)?;
         let encoded = encode(
             self.store.as_ref(),
             &object,
             source,
             opts.recipients.clone(),
             &opts.pipeline,
-            opts.skip_unreadable,
+            crate::pipeline::encode::Reading {
+                skip_unreadable: opts.skip_unreadable,
+                tracker: tracker.clone(),
+            },
             Arc::clone(&opts.progress),
         )
         .await?;
@@ -261,13 +287,54 @@ impl Repository {
             },
             tool: Tool::current(),
             warnings: encoded.warnings,
-            parent: None,
+            parent: opts.parent.as_ref().map(|p| p.id.clone()),
         };
+        if let (Some(tracker), Some(dir)) = (tracker, &opts.index_dir) {
+            // The encode is over, so the read thread has let go of it.
+            if let Ok(tracker) = Arc::try_unwrap(tracker) {
+                crate::incremental::save(dir, &tracker.finish(manifest.id.clone()))?;
+            }
+        }
         self.store
             .put_bytes(&manifest.id.manifest_key(), Bytes::from(manifest.to_json()))
             .await?;
         tracing::info!(id = %manifest.id, stored = manifest.sizes.stored, "backup complete");
         Ok(manifest)
+    }
+
+    /// The file index tracker for a directory backup that keeps an index or
+    /// builds on a parent.
+    fn tracker(
+        &self,
+        source: &Source,
+        opts: &BackupOptions,
+    ) -> Result<Option<Arc<crate::incremental::Tracker>>> {
+        let dir = match source {
+            Source::Path(p) if p.is_dir() => p,
+            _ => {
+                return match &opts.parent {
+                    Some(_) => Err(Error::Config(
+                        "incremental backups are for directories".into(),
+                    )),
+                    None => Ok(None),
+                };
+            }
+        };
+        let parent = match (&opts.parent, &opts.index_dir) {
+            (None, None) => return Ok(None),
+            (None, Some(_)) => None,
+            (Some(_), None) => {
+                return Err(Error::Config(
+                    "an incremental backup needs the index directory its parent's index is in"
+                        .into(),
+                ));
+            }
+            (Some(parent), Some(index_dir)) => {
+                crate::incremental::check_parent(parent, dir)?;
+                Some(crate::incremental::load(index_dir, &parent.id)?)
+            }
+        };
+        Ok(Some(Arc::new(crate::incremental::Tracker::new(parent))))
     }
 
     /// Imports an existing age-encrypted zstd file, such as one made by
@@ -473,6 +540,9 @@ impl Repository {
         target: RestoreTarget,
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
+        if manifest.parent.is_some() {
+            return self.restore_chain(manifest, identities, target, opts).await;
+        }
         let plan = Plan::new(manifest, target, opts.force)?;
         let described = plan.describe();
         let shared = Arc::new(Mutex::new(Some(plan)));
@@ -518,6 +588,95 @@ impl Repository {
                 Err(e)
             }
         }
+    }
+
+    /// The chain an incremental backup builds on, oldest (the full backup)
+    /// first, ending with `manifest`.
+    pub async fn chain(&self, manifest: &Manifest) -> Result<Vec<Manifest>> {
+        let mut chain = vec![manifest.clone()];
+        while let Some(parent) = chain.last().and_then(|m| m.parent.clone()) {
+            if chain.iter().any(|m| m.id == parent) || chain.len() > 10_000 {
+                return Err(Error::Corrupt {
+                    id: manifest.id.to_string(),
+                    problem: "its chain of parents loops".into(),
+                });
+            }
+            let child = chain.last().map(|m| m.id.to_string()).unwrap_or_default();
+            match self.read_manifest(&parent).await {
+                Ok(m) => chain.push(m),
+                Err(e) if e.is_not_found() || matches!(e, Error::BackupNotFound { .. }) => {
+                    return Err(Error::Corrupt {
+                        id: manifest.id.to_string(),
+                        problem: format!(
+                            "it builds on {child}, whose parent {parent} is missing: the chain \
+                             is broken"
+                        ),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// Restores an incremental: the full backup, then each layer, removing
+    /// what each layer lists before extracting it, into a staging directory
+    /// renamed to the target once every link checked out.
+    async fn restore_chain(
+        &self,
+        manifest: &Manifest,
+        identities: &Identities,
+        target: RestoreTarget,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let chain = self.chain(manifest).await?;
+        if matches!(target, RestoreTarget::Writer(_)) {
+            return Err(Error::Config(format!(
+                "backup {} is incremental: it restores to a directory (its chain of {} \
+                 backups is applied there), not to a stream",
+                manifest.id,
+                chain.len()
+            )));
+        }
+        let plan = Plan::new(&chain[0], target, opts.force)?;
+        let described = plan.describe();
+        let into = match &plan {
+            Plan::Extract { dir, staging } => staging.clone().unwrap_or_else(|| dir.clone()),
+            _ => {
+                return Err(Error::Config(format!(
+                    "backup {} is not a directory backup",
+                    chain[0].id
+                )));
+            }
+        };
+        let mut entries = 0;
+        for (i, link) in chain.iter().enumerate() {
+            let dir = into.clone();
+            let result = decode(
+                self.store.as_ref(),
+                link,
+                identities,
+                Arc::clone(&opts.progress),
+                move |input| crate::restore::extract(input, &dir, i > 0),
+            )
+            .await;
+            match result {
+                Ok(n) => entries += n,
+                Err(e) => {
+                    if let Some(note) = plan.abandon() {
+                        tracing::warn!("restore of {} failed: {note}", manifest.id);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        plan.commit()?;
+        Ok(RestoreReport {
+            target: described,
+            bytes: chain.iter().map(|m| m.sizes.raw).sum(),
+            entries: Some(entries),
+        })
     }
 
     /// Verifies a backup without writing anything: streams the stored

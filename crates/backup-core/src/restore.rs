@@ -190,7 +190,7 @@ impl Plan {
         match self {
             Plan::Extract { dir, staging } => {
                 let into = staging.as_deref().unwrap_or(dir);
-                extract(input, into).map(Some)
+                extract(input, into, false).map(Some)
             }
             Plan::File { file, temp } => {
                 let mut out = File::options()
@@ -296,7 +296,9 @@ fn copy(input: &mut dyn Read, out: &mut dyn Write, path: &Path) -> Result<()> {
 /// paths that would lead outside `dir` through a symbolic link refused.
 /// Directories are finished last, deepest first, so read-only directories
 /// and directory mtimes come out right.
-fn extract(input: &mut dyn Read, dir: &Path) -> Result<u64> {
+/// Extracts a tar stream into `dir`. For an incremental `layer`, its
+/// deletion list (the first member) is applied instead of written.
+pub(crate) fn extract(input: &mut dyn Read, dir: &Path, layer: bool) -> Result<u64> {
     let mut archive = tar::Archive::new(input);
     let root_user = is_root();
     archive.set_preserve_permissions(true);
@@ -320,6 +322,13 @@ fn extract(input: &mut dyn Read, dir: &Path) -> Result<u64> {
     for entry in archive.entries().map_err(fail)? {
         let mut entry = entry.map_err(fail)?;
         entries += 1;
+        if layer && entry.path_bytes().as_ref() == crate::incremental::DELETED_MEMBER.as_bytes() {
+            let mut list = Vec::new();
+            entry.read_to_end(&mut list).map_err(fail)?;
+            crate::incremental::apply_deletions(&files.root, &list).map_err(fail)?;
+            files.inside.clear();
+            continue;
+        }
         match entry.header().entry_type() {
             tar::EntryType::Directory => dirs.push(entry),
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -333,6 +342,15 @@ fn extract(input: &mut dyn Read, dir: &Path) -> Result<u64> {
                 // Links and special files can change what a path resolves
                 // to: forget which directories were checked.
                 files.inside.clear();
+                if entry.header().entry_type().is_hard_link() {
+                    // Over an earlier layer (or with --force), the link's
+                    // path may exist: replace it, as `tar -x` does.
+                    if let Some(dst) = inside(&files.root, &entry).map_err(fail)? {
+                        if fs::symlink_metadata(&dst).is_ok_and(|md| !md.is_dir()) {
+                            fs::remove_file(&dst).map_err(|e| write_err(&dst, e))?;
+                        }
+                    }
+                }
                 entry.unpack_in(&files.root).map_err(fail)?;
             }
         }

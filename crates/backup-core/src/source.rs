@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Payload, SourceInfo};
 
 pub(crate) mod command;
-mod tree;
+pub(crate) mod tree;
 
 /// Size of the buffer sources read into: large reads keep syscalls few.
 pub(crate) const READ_BUF: usize = 256 << 10;
@@ -193,6 +193,9 @@ pub(crate) struct ReadOptions<'a> {
     pub skip_unreadable: bool,
     /// Where warnings go.
     pub warn: &'a (dyn Fn(String) + Sync),
+    /// For directory trees: records the file index and, for an incremental,
+    /// leaves unchanged files out.
+    pub tracker: Option<&'a crate::incremental::Tracker>,
 }
 
 pub(crate) fn source_err(path: &Path, source: io::Error) -> Error {

@@ -41,6 +41,7 @@ pub fn read_source(path: &Path) -> Result<u64> {
     let opts = ReadOptions {
         skip_unreadable: true,
         warn: &warn,
+        tracker: None,
     };
     Source::path(path).produce(&mut counter, &opts)?;
     Ok(counter.0)

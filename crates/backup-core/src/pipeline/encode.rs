@@ -34,6 +34,14 @@ use crate::progress::Progress;
 use crate::source::{ReadOptions, Sink, Source};
 use crate::store::{ByteStream, Store};
 
+/// How the source is read.
+pub(crate) struct Reading {
+    /// Skip unreadable files with a warning.
+    pub skip_unreadable: bool,
+    /// For directories: the file index (and incremental decisions).
+    pub tracker: Option<Arc<crate::incremental::Tracker>>,
+}
+
 /// The outcome of a successful encode.
 #[derive(Debug)]
 pub(crate) struct Encoded {
@@ -49,9 +57,13 @@ pub(crate) async fn encode(
     source: Source,
     recipients: Recipients,
     opts: &PipelineOptions,
-    skip_unreadable: bool,
+    reading: Reading,
     progress: Arc<dyn Progress>,
 ) -> Result<Encoded> {
+    let Reading {
+        skip_unreadable,
+        tracker,
+    } = reading;
     opts.check()?;
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(QUEUE);
 
@@ -78,6 +90,7 @@ pub(crate) async fn encode(
         let read_opts = ReadOptions {
             skip_unreadable,
             warn: &warn,
+            tracker: tracker.as_deref(),
         };
         let info = source.produce(&mut plain, &read_opts)?;
         let raw = plain.finish()?;

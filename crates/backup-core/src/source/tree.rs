@@ -94,8 +94,37 @@ pub(crate) fn write_tar(root: &Path, out: &mut dyn Sink, opts: &ReadOptions<'_>)
             .name("shipshape-walk".into())
             .spawn_scoped(scope, || walk(root, tx))
             .map_err(|e| Error::Interrupted(format!("cannot start the walker thread: {e}")))?;
-        archive(rx, out, opts)
+        let mut entries = 0;
+        if let Some(tracker) = opts.tracker.filter(|t| t.incremental()) {
+            write_deletions(out, &tracker.deletions(root))?;
+            entries += 1;
+        }
+        Ok(entries + archive(rx, out, opts)?)
     })
+}
+
+/// Writes the list of paths an incremental layer removes, NUL-separated,
+/// as its first member ([`crate::incremental::DELETED_MEMBER`]).
+fn write_deletions(out: &mut dyn Sink, names: &[Vec<u8>]) -> Result<()> {
+    let mut body = Vec::new();
+    for n in names {
+        body.extend_from_slice(n);
+        body.push(0);
+    }
+    let mut header = Header::new_gnu();
+    header.set_entry_type(EntryType::Regular);
+    header.set_size(body.len() as u64);
+    header.set_mode(0o600);
+    header.set_mtime(0);
+    write_header(
+        out,
+        &mut header,
+        crate::incremental::DELETED_MEMBER.as_bytes(),
+        None,
+    )?;
+    out.write_all(&body).map_err(write_err)?;
+    let pad = (512 - body.len() % 512) % 512;
+    out.write_all(&[0u8; 512][..pad]).map_err(write_err)
 }
 
 /// Lists `root` in sorted order and sends its items in batches, stopping
@@ -228,6 +257,34 @@ fn archive(
                 continue;
             }
         };
+        if let Some(tracker) = opts.tracker {
+            let kind = match &item {
+                Item::Dir { .. } => 'd',
+                Item::File { .. } => 'f',
+                Item::HardLink { .. } => 'h',
+                Item::Symlink { .. } => 'l',
+                _ => 's',
+            };
+            let entry = crate::incremental::Entry::new(name, kind, md);
+            let mut content = || match &item {
+                Item::File {
+                    body: Body::Read(data),
+                    ..
+                } => Ok(data.clone()),
+                Item::File { path, .. } => fs::read(path),
+                _ => Ok(Vec::new()),
+            };
+            match tracker.track(entry, &mut content) {
+                Ok(crate::incremental::Verdict::Skip) => continue,
+                Ok(crate::incremental::Verdict::Archive) => {}
+                Err(err) => {
+                    if let Item::File { path, .. } = &item {
+                        skip_or_fail(opts, path, err)?;
+                        continue;
+                    }
+                }
+            }
+        }
         let mut header = Header::new_gnu();
         header.set_metadata_in_mode(md, HeaderMode::Complete);
         header.set_mode(md.mode() & 0o7777);
@@ -322,7 +379,7 @@ fn write_long_entry(out: &mut dyn Sink, kind: EntryType, value: &[u8]) -> Result
 
 /// `./` for the root, `./rel/path` below it, with a trailing `/` for
 /// directories, as GNU tar names them.
-fn archive_name(root: &Path, path: &Path, dir: bool) -> PathBuf {
+pub(crate) fn archive_name(root: &Path, path: &Path, dir: bool) -> PathBuf {
     let mut name = OsString::from("./");
     if let Ok(rel) = path.strip_prefix(root) {
         name.push(rel.as_os_str());

@@ -2,6 +2,7 @@
 
 mod conformance;
 mod damage;
+mod incremental;
 #[cfg(feature = "jobs")]
 mod jobs;
 #[cfg(feature = "postgres")]

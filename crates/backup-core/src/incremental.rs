@@ -1,0 +1,397 @@
+//! Incremental directory backups.
+//!
+//! Every directory backup made with an index directory
+//! ([`BackupOptions::index_dir`](crate::BackupOptions)) leaves there a file
+//! index: each entry's name, type, size, mtime, ctime, inode, mode and
+//! owner. An incremental backup (`--parent`) walks the tree again and
+//! archives only regular files whose metadata differs from the parent's
+//! index (or whose content hash differs, when the parent's scan saw the file
+//! within two seconds of a change and metadata cannot tell); directories,
+//! links and special files are always archived (they cost a header each).
+//!
+//! The layer is still a plain tar stream. Its first member,
+//! `./.shipshape-deleted`, lists (NUL-separated) the paths to remove before
+//! the layer is extracted: what disappeared since the parent, and what
+//! changed type. Restoring an incremental restores its chain: the full
+//! backup, then each layer, removing the listed paths before extracting it.
+//! With stock tools, for each link oldest first:
+//!
+//! ```sh
+//! age -d -i KEY LAYER | zstd -d | tar -xO ./.shipshape-deleted | (cd DIR && xargs -0 -r rm -rf --)
+//! age -d -i KEY LAYER | zstd -d | tar -x -C DIR --exclude=./.shipshape-deleted
+//! ```
+//!
+//! The index stays on the backup host, which needs no private key: it is
+//! never stored in the repository (it names every file, unencrypted).
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::error::{Error, Result};
+use crate::manifest::{BackupId, Manifest, Payload, SourceInfo};
+
+/// The member of an incremental layer that lists the paths to remove.
+pub const DELETED_MEMBER: &str = "./.shipshape-deleted";
+
+/// Index files larger than this are refused as damaged.
+const MAX_INDEX: u64 = 1 << 30;
+
+/// Files changed this close to the scan (in ns) are "racy": their mtime
+/// cannot prove they did not change again within the same tick, so their
+/// content hash is recorded and compared.
+const RACY_NS: i64 = 2_000_000_000;
+
+/// One entry of a tree, as the index records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    /// The archive name (`./a/b`), hex-encoded bytes.
+    #[serde(with = "hex_bytes")]
+    pub name: Vec<u8>,
+    /// `f` file, `d` directory, `l` symlink, `h` hard link, `s` special.
+    pub kind: char,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// SHA-256 of the content, for racy files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Entry {
+    pub(crate) fn new(name: &[u8], kind: char, md: &fs::Metadata) -> Entry {
+        Entry {
+            name: name.to_vec(),
+            kind,
+            size: if kind == 'f' { md.len() } else { 0 },
+            mtime_ns: md.mtime().saturating_mul(1_000_000_000) + md.mtime_nsec(),
+            ctime_ns: md.ctime().saturating_mul(1_000_000_000) + md.ctime_nsec(),
+            ino: md.ino(),
+            mode: md.mode(),
+            uid: md.uid(),
+            gid: md.gid(),
+            sha256: None,
+        }
+    }
+
+    /// Same metadata (everything but the hash).
+    fn same_metadata(&self, other: &Entry) -> bool {
+        (
+            self.kind,
+            self.size,
+            self.mtime_ns,
+            self.ctime_ns,
+            self.ino,
+            self.mode,
+            self.uid,
+            self.gid,
+        ) == (
+            other.kind,
+            other.size,
+            other.mtime_ns,
+            other.ctime_ns,
+            other.ino,
+            other.mode,
+            other.uid,
+            other.gid,
+        )
+    }
+}
+
+/// A tree's index: what one directory backup saw.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Index {
+    /// The backup it belongs to.
+    pub backup: BackupId,
+    /// When the walk started (ns since the epoch).
+    pub scanned_ns: i64,
+    pub entries: Vec<Entry>,
+}
+
+/// Collects the index during a walk and, for an incremental, decides what
+/// is archived.
+pub(crate) struct Tracker {
+    parent: Option<(HashMap<Vec<u8>, Entry>, i64)>,
+    scanned_ns: i64,
+    entries: Mutex<Vec<Entry>>,
+}
+
+/// What to do with a regular file during an incremental walk.
+pub(crate) enum Verdict {
+    /// Archive it.
+    Archive,
+    /// Unchanged since the parent: leave it out.
+    Skip,
+}
+
+impl Tracker {
+    pub(crate) fn new(parent: Option<Index>) -> Tracker {
+        Tracker {
+            parent: parent.map(|p| {
+                let by_name = p.entries.into_iter().map(|e| (e.name.clone(), e)).collect();
+                (by_name, p.scanned_ns)
+            }),
+            scanned_ns: now_ns(),
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// True for an incremental walk.
+    pub(crate) fn incremental(&self) -> bool {
+        self.parent.is_some()
+    }
+
+    /// The paths to remove before extracting this layer: the parent's
+    /// entries that are gone from `root` or changed type. Walks names only.
+    pub(crate) fn deletions(&self, root: &Path) -> Vec<Vec<u8>> {
+        let Some((parent, _)) = &self.parent else {
+            return Vec::new();
+        };
+        let mut now: HashMap<Vec<u8>, char> = HashMap::new();
+        for entry in walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .follow_root_links(true)
+            .into_iter()
+            .flatten()
+        {
+            let ft = entry.file_type();
+            let kind = if ft.is_dir() {
+                'd'
+            } else if ft.is_symlink() {
+                'l'
+            } else if ft.is_file() {
+                'f'
+            } else {
+                's'
+            };
+            let name = crate::source::tree::archive_name(root, entry.path(), ft.is_dir());
+            now.insert(
+                std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec(),
+                kind,
+            );
+        }
+        let mut gone: Vec<Vec<u8>> = parent
+            .values()
+            .filter(|e| e.name != b"./")
+            .filter(|e| match now.get(&e.name) {
+                None => true,
+                // A hard link and its first path are both files on disk.
+                Some(&k) => k != e.kind && !(k == 'f' && e.kind == 'h'),
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        gone.sort();
+        // Removing a directory removes what is below it.
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        for name in gone {
+            let covered = kept.last().is_some_and(|d| {
+                name.starts_with(d) && (d.ends_with(b"/") || name.get(d.len()) == Some(&b'/'))
+            });
+            if !covered {
+                kept.push(name);
+            }
+        }
+        kept
+    }
+
+    /// Records `entry` and, for a regular file in an incremental walk,
+    /// decides whether it is archived. `content` reads the file when a hash
+    /// is needed.
+    pub(crate) fn track(
+        &self,
+        mut entry: Entry,
+        content: &mut dyn FnMut() -> io::Result<Vec<u8>>,
+    ) -> io::Result<Verdict> {
+        let racy = entry.kind == 'f' && entry.mtime_ns >= self.scanned_ns - RACY_NS;
+        let mut verdict = Verdict::Archive;
+        if let (Some((parent, parent_scan)), 'f') = (&self.parent, entry.kind) {
+            if let Some(old) = parent.get(&entry.name).filter(|o| o.same_metadata(&entry)) {
+                let parent_racy = old.mtime_ns >= parent_scan - RACY_NS;
+                if !parent_racy {
+                    entry.sha256 = old.sha256.clone();
+                    verdict = Verdict::Skip;
+                } else if let Some(want) = &old.sha256 {
+                    let hash = hex::encode(sha2::Sha256::digest(content()?));
+                    if &hash == want {
+                        verdict = Verdict::Skip;
+                    }
+                    entry.sha256 = Some(hash);
+                }
+            }
+        }
+        if racy && entry.sha256.is_none() {
+            entry.sha256 = Some(hex::encode(sha2::Sha256::digest(content()?)));
+        }
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(entry);
+        Ok(verdict)
+    }
+
+    /// The finished index.
+    pub(crate) fn finish(self, backup: BackupId) -> Index {
+        Index {
+            backup,
+            scanned_ns: self.scanned_ns,
+            entries: self.entries.into_inner().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn index_path(dir: &Path, id: &BackupId) -> PathBuf {
+    dir.join(format!("{id}.idx.zst"))
+}
+
+/// Writes `index` into `dir` (created 0700; the file 0600, written under a
+/// temporary name and renamed).
+pub(crate) fn save(dir: &Path, index: &Index) -> Result<()> {
+    let err = |e: io::Error| {
+        Error::Config(format!(
+            "cannot write the file index in {}: {e}",
+            dir.display()
+        ))
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    let path = index_path(dir, &index.backup);
+    let temp = dir.join(format!(".{}.partial", index.backup));
+    let file = fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(err)?;
+    let mut out = zstd::Encoder::new(file, 3).map_err(err)?;
+    serde_json::to_writer(&mut out, index).map_err(|e| err(io::Error::other(e)))?;
+    let file = out.finish().map_err(err)?;
+    file.sync_all().map_err(err)?;
+    fs::rename(&temp, &path).map_err(err)
+}
+
+/// Reads the index of `parent` from `dir`.
+pub(crate) fn load(dir: &Path, parent: &BackupId) -> Result<Index> {
+    let path = index_path(dir, parent);
+    let file = fs::File::open(&path).map_err(|e| {
+        Error::Config(format!(
+            "there is no file index for backup {parent} on this host ({}: {e}); an incremental \
+             needs the index its parent's backup left here: make a full backup first",
+            path.display()
+        ))
+    })?;
+    let mut text = Vec::new();
+    zstd::Decoder::new(file)
+        .and_then(|d| d.take(MAX_INDEX).read_to_end(&mut text))
+        .map_err(|e| Error::Config(format!("file index {} is damaged: {e}", path.display())))?;
+    let index: Index = serde_json::from_slice(&text)
+        .map_err(|e| Error::Config(format!("file index {} is damaged: {e}", path.display())))?;
+    if &index.backup != parent {
+        return Err(Error::Config(format!(
+            "file index {} belongs to backup {}",
+            path.display(),
+            index.backup
+        )));
+    }
+    Ok(index)
+}
+
+/// Checks that `parent` can be the parent of a backup of the directory
+/// `path`.
+pub(crate) fn check_parent(parent: &Manifest, path: &Path) -> Result<()> {
+    let same = matches!(&parent.source, SourceInfo::Directory { path: p, .. }
+        if Path::new(p) == path
+            || fs::canonicalize(p).ok().is_some_and(|p| fs::canonicalize(path).ok() == Some(p)));
+    if parent.payload != Payload::Tar || !same {
+        return Err(Error::Config(format!(
+            "backup {} is not a backup of the directory {}, so it cannot be the parent of an \
+             incremental of it",
+            parent.id,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The number of links above `m` in its chain (0 for a full backup), as
+/// far as `backups` has them.
+pub fn chain_length(m: &Manifest, backups: &[Manifest]) -> usize {
+    let by_id: HashMap<&BackupId, &Manifest> = backups.iter().map(|b| (&b.id, b)).collect();
+    let mut seen = HashSet::new();
+    let mut n = 0;
+    let mut cur = m;
+    while let Some(parent) = cur.parent.as_ref().and_then(|p| by_id.get(p)) {
+        if !seen.insert(&parent.id) {
+            break;
+        }
+        n += 1;
+        cur = parent;
+    }
+    n
+}
+
+/// Removes the NUL-separated archive names in `list` below `root`.
+pub(crate) fn apply_deletions(root: &Path, list: &[u8]) -> io::Result<()> {
+    for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let rel = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
+        let safe = rel.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+        if !safe {
+            return Err(io::Error::other(format!(
+                "refusing to remove {} (outside the target)",
+                rel.display()
+            )));
+        }
+        let path = root.join(rel);
+        if path == root {
+            continue;
+        }
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(md) if md.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
