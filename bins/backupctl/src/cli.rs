@@ -536,6 +536,17 @@ pub struct BackupArgs {
     /// in the manifest, instead of failing the backup.
     #[arg(long)]
     pub skip_unreadable: bool,
+    /// Make an incremental backup of a directory: store only the files
+    /// that changed since this backup (an id, or `latest` of the same
+    /// name), plus a list of what was deleted. Restoring it restores its
+    /// chain. Needs the parent's file index in --index-dir.
+    #[arg(long, value_name = "ID|latest")]
+    pub parent: Option<String>,
+    /// Where directory backups keep the file index that incrementals
+    /// compare against (on this host only; it names every file) [default:
+    /// $SHIPSHAPE_INDEX_DIR, else ~/.cache/shipshape/index].
+    #[arg(long, value_name = "DIR")]
+    pub index_dir: Option<PathBuf>,
     /// Record this time (RFC 3339) as the backup's start instead of now,
     /// as restic's --time: for imports of old backups and for tests.
     #[arg(long, value_name = "RFC3339")]

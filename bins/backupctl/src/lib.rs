@@ -296,6 +296,26 @@ async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
     if let Some(time) = args.time {
         opts = opts.with_time(time.with_timezone(&chrono::Utc));
     }
+    if let Source::Path(p) = &source {
+        if p.is_dir() {
+            if let Some(dir) = args
+                .index_dir
+                .clone()
+                .or_else(backup_core::incremental::default_index_dir)
+            {
+                opts = opts.with_index_dir(dir);
+            }
+        }
+    }
+    if let Some(parent) = &args.parent {
+        let which = match parent.parse::<BackupRef>().map_err(usage)? {
+            BackupRef::Latest { .. } => BackupRef::Latest {
+                name: Some(args.name.clone().unwrap_or_else(|| source.default_name())),
+            },
+            id => id,
+        };
+        opts = opts.with_parent(repo.find(&which).await?);
+    }
     let started = Instant::now();
     let result = repo.backup(source, &opts).await;
     bar.finish();

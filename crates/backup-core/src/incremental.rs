@@ -269,6 +269,24 @@ fn now_ns() -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// Where file indexes are kept by default: `$SHIPSHAPE_INDEX_DIR`, else
+/// `$XDG_CACHE_HOME/shipshape/index`, else `~/.cache/shipshape/index`.
+pub fn default_index_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("SHIPSHAPE_INDEX_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let cache = var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("shipshape/index"))
+}
+
+/// True when `dir` holds the file index of backup `id`.
+pub fn has_index(dir: &Path, id: &BackupId) -> bool {
+    index_path(dir, id).is_file()
+}
+
 fn index_path(dir: &Path, id: &BackupId) -> PathBuf {
     dir.join(format!("{id}.idx.zst"))
 }

@@ -21,8 +21,8 @@ mod runner;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Config, Drill, Hooks, Job, Keys, Missed, Notify, Secret, SourceSpec, check_job_name,
-    local_zone, parse_duration,
+    Config, Drill, Hooks, Incremental, Job, Keys, Missed, Notify, Secret, SourceSpec,
+    check_job_name, local_zone, parse_duration,
 };
 pub use daemon::{Daemon, Status};
 pub use history::{HISTORY_PREFIX, Outcome, RunKind, RunRecord};

@@ -166,3 +166,91 @@ fn backupctl_restores_what_stock_tools_made() {
 }
 
 use std::os::unix::fs::PermissionsExt;
+
+/// An incremental chain: `backup --parent latest` stores only what changed;
+/// backupctl restores the chain, and so do the stock tools with the two
+/// commands per layer the README gives.
+#[test]
+fn incremental_chains_restore_with_backupctl_and_with_stock_tools() {
+    if !tools() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let src = sb.tricky_tree("src");
+    let big: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(src.join("docs/big.bin"), &big).expect("big");
+    filetime::set_file_mtime(
+        src.join("docs/big.bin"),
+        filetime::FileTime::from_unix_time(1_600_000_000, 0),
+    )
+    .expect("mtime");
+    let repo = sb.path("repo");
+    let backup = |extra: &[&str]| {
+        let mut args = vec![
+            OsStr::new("backup"),
+            src.as_os_str(),
+            OsStr::new("--repo"),
+            repo.as_os_str(),
+            OsStr::new("--name"),
+            OsStr::new("src"),
+            OsStr::new("--json"),
+            OsStr::new("-q"),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        let m: serde_json::Value = serde_json::from_str(&sb.ok(args)).expect("manifest");
+        m
+    };
+    let full = backup(&[]);
+    fs::remove_file(src.join("bin/run.sh")).expect("delete");
+    fs::write(src.join("docs/readme.txt"), "changed\n").expect("change");
+    fs::write(src.join("new.txt"), "new\n").expect("add");
+    fs::remove_dir(src.join("empty-dir")).expect("rmdir");
+    fs::write(src.join("empty-dir"), "a file now\n").expect("type change");
+    let inc1 = backup(&["--parent", "latest"]);
+    assert_eq!(inc1["parent"], full["id"]);
+    assert!(
+        inc1["sizes"]["raw"].as_u64().unwrap_or(u64::MAX) * 10
+            < full["sizes"]["raw"].as_u64().unwrap_or(0),
+        "the unchanged big file was stored again: {inc1}"
+    );
+    fs::rename(src.join("new.txt"), src.join("docs/moved.txt")).expect("rename");
+    let inc2 = backup(&["--parent", "latest"]);
+    assert_eq!(inc2["parent"], inc1["id"]);
+
+    let key = sb.path("home/.config/shipshape/identity.txt");
+    let out = sb.path("restored");
+    sb.ok([
+        OsStr::new("restore"),
+        OsStr::new("latest"),
+        OsStr::new("--repo"),
+        repo.as_os_str(),
+        OsStr::new("--target"),
+        out.as_os_str(),
+        OsStr::new("-q"),
+    ]);
+    assert_same_tree(&src, &out);
+
+    let stock = sb.path("by-stock-tools");
+    fs::create_dir(&stock).expect("mkdir");
+    for m in [&full, &inc1, &inc2] {
+        let object = repo.join(m["object"].as_str().expect("object"));
+        let layer = format!(
+            "age -d -i '{}' '{}' | zstd -d",
+            key.display(),
+            object.display()
+        );
+        if m.get("parent").is_some() {
+            sh(&format!(
+                "{layer} | tar -xO ./.shipshape-deleted | (cd '{}' && xargs -0 -r rm -rf --)",
+                stock.display()
+            ));
+        }
+        sh(&format!(
+            "{layer} | tar -x -C '{}' --exclude=./.shipshape-deleted",
+            stock.display()
+        ));
+    }
+    assert_same_tree(&src, &stock);
+}

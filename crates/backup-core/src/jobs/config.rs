@@ -17,6 +17,7 @@
 //! key = "ops"
 //! schedule = "0 3 * * *"
 //! retention = { keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }
+//! incremental = { schedule = "0 * * * *", max_chain = 24 }
 //! notify = { webhook_env = "ALERT_WEBHOOK" }
 //!
 //! [jobs.orders]
@@ -95,6 +96,10 @@ pub struct Job {
     pub missed: Missed,
     /// What to keep; applied after each successful backup.
     pub retention: Policy,
+    /// Incremental backups between full ones (directories only).
+    pub incremental: Option<Incremental>,
+    /// Where directory backups keep their file index for incrementals.
+    pub index_dir: Option<PathBuf>,
     /// Restore drills.
     pub drill: Option<Drill>,
     /// Commands run before and after each run.
@@ -121,6 +126,16 @@ pub enum SourceSpec {
         /// How to count rows (`exact`, `estimate`, `off`).
         row_counts: crate::manifest::RowCounts,
     },
+}
+
+/// Incremental backups of a directory job.
+#[derive(Debug, Clone)]
+pub struct Incremental {
+    /// When they run.
+    pub schedule: Schedule,
+    /// After this many incrementals on one full backup, the next run is a
+    /// full backup.
+    pub max_chain: u32,
 }
 
 /// Restore drills of a job.
@@ -270,6 +285,7 @@ struct RawDefaults {
     jitter: Option<Spanned<String>>,
     missed: Option<Missed>,
     notify: Option<RawNotify>,
+    index_dir: Option<PathBuf>,
 }
 
 #[derive(Default, Deserialize)]
@@ -310,6 +326,7 @@ struct RawJob {
     missed: Option<Missed>,
     #[serde(default)]
     retention: Policy,
+    incremental: Option<RawIncremental>,
     drill: Option<RawDrill>,
     #[serde(default)]
     hooks: RawHooks,
@@ -327,6 +344,18 @@ struct RawSource {
     #[serde(default)]
     globals: bool,
     row_counts: Option<crate::manifest::RowCounts>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncremental {
+    schedule: Spanned<String>,
+    #[serde(default = "default_chain")]
+    max_chain: u32,
+}
+
+fn default_chain() -> u32 {
+    24
 }
 
 #[derive(Deserialize)]
@@ -506,6 +535,21 @@ impl Cx<'_> {
         })?;
         let keys = self.keys(&raw.key, key)?;
         let source = self.source(&raw.source)?;
+        let incremental = match &raw.incremental {
+            None => None,
+            Some(inc) => {
+                if !matches!(source, SourceSpec::Path(_)) {
+                    return Err(self.err(
+                        &inc.schedule,
+                        "incremental backups are for path sources (directories)",
+                    ));
+                }
+                Some(Incremental {
+                    schedule: self.schedule(&inc.schedule, zone)?,
+                    max_chain: inc.max_chain.max(1),
+                })
+            }
+        };
         let drill = match &raw.drill {
             None => None,
             Some(d) => {
@@ -555,6 +599,13 @@ impl Cx<'_> {
             jitter,
             missed: raw.missed.or(all.defaults.missed).unwrap_or_default(),
             retention: raw.retention,
+            incremental,
+            index_dir: all
+                .defaults
+                .index_dir
+                .as_deref()
+                .map(|d| self.path(d))
+                .or_else(crate::incremental::default_index_dir),
             drill,
             hooks: Hooks {
                 before: raw.hooks.before.clone(),

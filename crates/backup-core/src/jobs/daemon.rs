@@ -110,9 +110,18 @@ impl Daemon {
         tokio::pin!(shutdown);
         loop {
             let now = self.clock.now();
+            // A full backup due at the same time as an incremental of the
+            // same job supersedes it.
+            let full_due: BTreeSet<String> = tasks
+                .iter()
+                .filter(|t| t.fire_at <= now && t.kind == RunKind::Full)
+                .map(|t| t.job.clone())
+                .collect();
             for task in tasks.iter_mut().filter(|t| t.fire_at <= now) {
                 let job = self.job(&task.job);
-                if running.contains(&task.job) {
+                if task.kind == RunKind::Incremental && full_due.contains(&task.job) {
+                    tracing::debug!(job = %task.job, "incremental superseded by the full backup due now");
+                } else if running.contains(&task.job) {
                     tracing::warn!(job = %task.job, kind = %task.kind, "previous run still going: skipped");
                     record_skipped(job, task.kind, task.due, now).await;
                 } else {
@@ -194,6 +203,9 @@ impl Daemon {
         let mut tasks = Vec::new();
         for job in self.config.jobs.values() {
             let mut schedules = vec![(RunKind::Full, job.schedule.clone())];
+            if let Some(inc) = &job.incremental {
+                schedules.push((RunKind::Incremental, inc.schedule.clone()));
+            }
             if let Some(drill) = &job.drill {
                 schedules.push((RunKind::Drill, drill.schedule.clone()));
             }

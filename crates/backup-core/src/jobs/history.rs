@@ -25,6 +25,8 @@ const MAX_RECORD: u64 = 64 << 10;
 pub enum RunKind {
     /// A full backup.
     Full,
+    /// An incremental backup (a full one when there is no usable parent).
+    Incremental,
     /// A restore drill (or, for non-database jobs, a verify).
     Drill,
 }
@@ -33,6 +35,7 @@ impl std::fmt::Display for RunKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             RunKind::Full => "full",
+            RunKind::Incremental => "incremental",
             RunKind::Drill => "drill",
         })
     }

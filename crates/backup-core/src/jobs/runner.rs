@@ -125,12 +125,18 @@ async fn work(job: &Job, kind: RunKind, repo: &Repository, now: DateTime<Utc>) -
             pruned: 0,
             drilled: Some(id),
         }),
-        RunKind::Full => {
-            let opts = BackupOptions::new(job.keys.recipients()?)
+        RunKind::Full | RunKind::Incremental => {
+            let mut opts = BackupOptions::new(job.keys.recipients()?)
                 .with_name(job.name.clone())
                 .with_level(job.level)
                 .with_skip_unreadable(job.skip_unreadable)
                 .with_time(now);
+            if let (SourceSpec::Path(_), Some(dir)) = (&job.source, &job.index_dir) {
+                opts = opts.with_index_dir(dir);
+                if kind == RunKind::Incremental {
+                    opts.parent = incremental_parent(job, repo, dir).await?;
+                }
+            }
             let manifest = repo.backup(source(job)?, &opts).await?;
             let pruned = if job.retention.is_empty() {
                 0
@@ -153,6 +159,42 @@ async fn work(job: &Job, kind: RunKind, repo: &Repository, now: DateTime<Utc>) -
             })
         }
     }
+}
+
+/// The parent for the next incremental of `job`: its newest backup, unless
+/// there is none, its chain is already `max_chain` long, or its file index
+/// is not on this host; then this run makes a full backup.
+async fn incremental_parent(
+    job: &Job,
+    repo: &Repository,
+    index_dir: &std::path::Path,
+) -> Result<Option<Manifest>> {
+    let max = job.incremental.as_ref().map_or(0, |i| i.max_chain) as usize;
+    let backups: Vec<Manifest> = repo
+        .list()
+        .await?
+        .backups
+        .into_iter()
+        .filter(|m| m.name == job.name)
+        .collect();
+    let Some(newest) = backups.last() else {
+        tracing::info!(job = %job.name, "no backup yet: this incremental run is a full backup");
+        return Ok(None);
+    };
+    let chain = crate::incremental::chain_length(newest, &backups);
+    if chain >= max {
+        tracing::info!(job = %job.name, chain, "the chain is full: this run is a full backup");
+        return Ok(None);
+    }
+    if !crate::incremental::has_index(index_dir, &newest.id) {
+        tracing::warn!(
+            job = %job.name,
+            parent = %newest.id,
+            "the newest backup's file index is not on this host: this run is a full backup"
+        );
+        return Ok(None);
+    }
+    Ok(Some(newest.clone()))
 }
 
 /// The job's source, built fresh for each run.

@@ -168,6 +168,11 @@ fn retention_keeps_parents_of_kept_incrementals_and_the_newest() {
     assert!(!why["20260301T010000Z-00000004"].is_empty());
 }
 
+/// The identity `write_config` made.
+fn config_keys(dir: &Path) -> backup_core::Identities {
+    backup_core::Identities::from_file(&dir.join("id.txt")).expect("identity")
+}
+
 /// A config in `dir` with a local repository and a fresh key.
 fn write_config(dir: &Path, jobs: &str) -> Config {
     let key = keys::generate();
@@ -288,6 +293,7 @@ key = "ops"
 schedule = "0 3 * * *"
 time_zone = "America/Chicago"
 retention = {{ keep_daily = 3 }}
+incremental = {{ schedule = "30 * * * *", max_chain = 6 }}
 drill = {{ schedule = "0 5 * * SUN" }}
 
 [jobs.dump]
@@ -327,7 +333,7 @@ time_zone = "UTC"
             .await
         });
         started(&mut status).await;
-        simulate(&clock, &mut status, Duration::from_secs(3600), end).await;
+        simulate(&clock, &mut status, Duration::from_secs(1800), end).await;
         let _ = stop_tx.send(());
         running.await.expect("join").expect("daemon");
     });
@@ -341,6 +347,7 @@ time_zone = "UTC"
     };
     assert_eq!(count("files", RunKind::Full), 7);
     assert_eq!(count("files", RunKind::Drill), 1);
+    assert_eq!(count("files", RunKind::Incremental), 168);
     assert_eq!(count("dump", RunKind::Full), 28);
     assert_eq!(count("hourly", RunKind::Full), 168);
     let failures: Vec<_> = history
@@ -362,13 +369,54 @@ time_zone = "UTC"
         let local = r.scheduled_for.expect("scheduled").with_timezone(&zone);
         match r.kind {
             RunKind::Full => assert_eq!((local.hour(), local.minute()), (3, 0)),
-            _ => assert_eq!((local.weekday(), local.hour()), (chrono::Weekday::Sun, 5)),
+            RunKind::Incremental => assert_eq!(local.minute(), 30),
+            RunKind::Drill => {
+                assert_eq!((local.weekday(), local.hour()), (chrono::Weekday::Sun, 5))
+            }
         }
     }
-    // Retention ran after each backup: three daily backups are left.
+    // Retention ran after each backup: the newest of each of the last three
+    // days is left, with the chains they build on, and chains stay at most
+    // six incrementals long.
     let listing = rt.block_on(repo.list()).expect("list");
-    let files = listing.backups.iter().filter(|m| m.name == "files").count();
-    assert_eq!(files, 3);
+    let files: Vec<_> = listing
+        .backups
+        .iter()
+        .filter(|m| m.name == "files")
+        .collect();
+    let ids: HashSet<_> = files.iter().map(|m| &m.id).collect();
+    for m in &files {
+        if let Some(parent) = &m.parent {
+            assert!(ids.contains(parent), "{} lost its parent {parent}", m.id);
+        }
+        assert!(backup_core::incremental::chain_length(m, &listing.backups) <= 6);
+    }
+    let days: HashSet<_> = files
+        .iter()
+        .map(|m| {
+            m.started_at
+                .with_timezone(&chrono_tz::America::Chicago)
+                .date_naive()
+        })
+        .collect();
+    assert!(
+        files.len() < 40 && days.len() <= 4,
+        "{} backups over {} days",
+        files.len(),
+        days.len()
+    );
+    // The newest restores through its chain.
+    let newest = files.last().expect("a backup");
+    let keys = config_keys(dir.path());
+    let out = dir.path().join("restored");
+    rt.block_on(repo.restore(
+        newest,
+        &keys,
+        backup_core::RestoreTarget::Path(out.clone()),
+        &backup_core::RestoreOptions::default(),
+    ))
+    .expect("restore the newest chain");
+    test_support::tree::assert_same_tree(&tree, &out);
     // Backups carry the simulated time.
     assert!(
         listing
