@@ -296,16 +296,13 @@ async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
     if let Some(time) = args.time {
         opts = opts.with_time(time.with_timezone(&chrono::Utc));
     }
-    if let Source::Path(p) = &source {
-        if p.is_dir() {
-            if let Some(dir) = args
-                .index_dir
-                .clone()
-                .or_else(backup_core::incremental::default_index_dir)
-            {
-                opts = opts.with_index_dir(dir);
-            }
-        }
+    let index_dir = args
+        .index_dir
+        .clone()
+        .or_else(backup_core::incremental::default_index_dir);
+    let is_dir = matches!(&source, Source::Path(p) if p.is_dir());
+    if let Some(dir) = index_dir.filter(|_| is_dir) {
+        opts = opts.with_index_dir(dir);
     }
     if let Some(parent) = &args.parent {
         let which = match parent.parse::<BackupRef>().map_err(usage)? {

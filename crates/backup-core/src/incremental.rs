@@ -217,6 +217,18 @@ impl Tracker {
         kept
     }
 
+    /// True when the parent has the file `name` with the same metadata and
+    /// saw it long enough after its last change: it need not be opened.
+    pub(crate) fn unchanged(&self, name: &[u8], md: &fs::Metadata) -> bool {
+        let Some((parent, scan)) = &self.parent else {
+            return false;
+        };
+        let now = Entry::new(name, 'f', md);
+        parent
+            .get(name)
+            .is_some_and(|old| old.same_metadata(&now) && old.mtime_ns < scan - RACY_NS)
+    }
+
     /// Records `entry` and, for a regular file in an incremental walk,
     /// decides whether it is archived. `content` reads the file when a hash
     /// is needed.

@@ -78,6 +78,8 @@ enum Body {
     Read(Vec<u8>),
     /// An open file, read by the archive writer straight into the pipeline.
     Open(File),
+    /// Not opened: an incremental's parent has it with the same metadata.
+    Unchanged,
 }
 
 /// Streams the tree under `root` as a tar archive into `out` and returns the
@@ -92,7 +94,7 @@ pub(crate) fn write_tar(root: &Path, out: &mut dyn Sink, opts: &ReadOptions<'_>)
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("shipshape-walk".into())
-            .spawn_scoped(scope, || walk(root, tx))
+            .spawn_scoped(scope, || walk(root, tx, opts.tracker))
             .map_err(|e| Error::Interrupted(format!("cannot start the walker thread: {e}")))?;
         let mut entries = 0;
         if let Some(tracker) = opts.tracker.filter(|t| t.incremental()) {
@@ -129,7 +131,7 @@ fn write_deletions(out: &mut dyn Sink, names: &[Vec<u8>]) -> Result<()> {
 
 /// Lists `root` in sorted order and sends its items in batches, stopping
 /// when the receiver is gone.
-fn walk(root: &Path, tx: SyncSender<Vec<Item>>) {
+fn walk(root: &Path, tx: SyncSender<Vec<Item>>, tracker: Option<&crate::incremental::Tracker>) {
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let (mut batch, mut bytes) = (Vec::with_capacity(BATCH_ITEMS), 0usize);
     let entries = WalkDir::new(root)
@@ -144,7 +146,7 @@ fn walk(root: &Path, tx: SyncSender<Vec<Item>>) {
                     .into_io_error()
                     .unwrap_or_else(|| io::Error::other("filesystem loop")),
             },
-            Ok(entry) => describe(root, entry.path(), entry.metadata(), &mut links),
+            Ok(entry) => describe(root, entry.path(), entry.metadata(), &mut links, tracker),
         };
         if let Item::File {
             body: Body::Read(data),
@@ -170,6 +172,7 @@ fn describe(
     path: &Path,
     md: std::result::Result<Metadata, walkdir::Error>,
     links: &mut HashMap<(u64, u64), PathBuf>,
+    tracker: Option<&crate::incremental::Tracker>,
 ) -> Item {
     let failed = |err: io::Error| Item::Failed {
         path: path.to_owned(),
@@ -190,6 +193,17 @@ fn describe(
         if let Some(first) = links.get(&(md.dev(), md.ino())) {
             let first = first.clone();
             return Item::HardLink { name, md, first };
+        }
+        if tracker.is_some_and(|t| t.unchanged(name.as_os_str().as_bytes(), &md)) {
+            if md.nlink() > 1 {
+                links.insert((md.dev(), md.ino()), name.clone());
+            }
+            return Item::File {
+                name,
+                md,
+                path: path.to_owned(),
+                body: Body::Unchanged,
+            };
         }
         let mut file = match File::open(path) {
             Ok(file) => file,
@@ -400,11 +414,20 @@ fn write_body(
     opts: &ReadOptions<'_>,
 ) -> Result<()> {
     let mut left = size;
+    let body = match body {
+        Body::Unchanged => match File::open(path) {
+            Ok(file) => Body::Open(file),
+            // The header is written: the body must follow.
+            Err(e) => return Err(crate::source::source_err(path, e)),
+        },
+        other => other,
+    };
     match body {
         Body::Read(data) => {
             out.write_all(&data).map_err(write_err)?;
             left -= data.len() as u64;
         }
+        Body::Unchanged => {}
         Body::Open(mut file) => {
             while left > 0 {
                 let n = match out.read_from(&mut file, left) {
