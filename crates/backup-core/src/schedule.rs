@@ -224,6 +224,11 @@ mod tests {
                 "2026-11-01T03:00:00-06:00"
             ]
         );
+        // Berlin falls back on 2026-10-25 (03:00 CEST -> 02:00 CET).
+        assert_eq!(
+            runs("30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", 2),
+            ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+        );
         // Starting inside the repeated hour's second pass.
         assert_eq!(
             runs("45 1 * * *", "America/Chicago", "2026-11-01T07:10:00Z", 1),
