@@ -258,6 +258,57 @@ async fn started(status: &mut tokio::sync::watch::Receiver<backup_core::jobs::St
     .expect("daemon alive");
 }
 
+/// A daemon on a manual clock, running inside the test's runtime.
+struct Harness {
+    clock: Arc<ManualClock>,
+    status: tokio::sync::watch::Receiver<backup_core::jobs::Status>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<backup_core::Result<()>>,
+}
+
+impl Harness {
+    /// Starts `config`'s daemon with the clock at `start`, once it has read
+    /// its schedules.
+    async fn start(config: Config, start: DateTime<Utc>) -> Harness {
+        let clock = Arc::new(ManualClock::new(start));
+        let daemon = Daemon::new(config, clock.clone());
+        let mut status = daemon.status();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            daemon
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        started(&mut status).await;
+        Harness {
+            clock,
+            status,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// What SIGTERM does: no new runs; running ones get the grace period.
+    fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Stops the daemon and waits until it has.
+    async fn finish(mut self) {
+        self.signal_stop();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("the daemon stops")
+            .expect("join")
+            .expect("daemon");
+        assert!(self.status.borrow().stopped);
+    }
+}
+
 /// Moves the clock in steps of `step` until `until`, letting the daemon
 /// start and finish everything due at each step.
 async fn simulate(
@@ -320,22 +371,10 @@ time_zone = "UTC"
         .single()
         .expect("t");
     let end = start + TimeDelta::days(7);
-    let clock = Arc::new(ManualClock::new(start));
-    let daemon = Arc::new(Daemon::new(config, clock.clone()));
-    let mut status = daemon.status();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     rt.block_on(async {
-        let d = Arc::clone(&daemon);
-        let running = tokio::spawn(async move {
-            d.run(async {
-                let _ = stop_rx.await;
-            })
-            .await
-        });
-        started(&mut status).await;
-        simulate(&clock, &mut status, Duration::from_secs(1800), end).await;
-        let _ = stop_tx.send(());
-        running.await.expect("join").expect("daemon");
+        let mut d = Harness::start(config, start).await;
+        simulate(&d.clock, &mut d.status, Duration::from_secs(1800), end).await;
+        d.finish().await;
     });
     let repo = Repository::local(dir.path().join("repo"));
     let history = rt.block_on(repo.history(None)).expect("history");
@@ -435,45 +474,29 @@ fn a_run_due_while_the_previous_one_goes_is_skipped() {
         .with_ymd_and_hms(2026, 11, 23, 0, 30, 0)
         .single()
         .expect("t");
-    let clock = Arc::new(ManualClock::new(start));
-    let daemon = Arc::new(Daemon::new(config, clock.clone()));
-    let mut status = daemon.status();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     rt.block_on(async {
-        let d = Arc::clone(&daemon);
-        let running = tokio::spawn(async move {
-            d.run(async {
-                let _ = stop_rx.await;
-            })
-            .await
-        });
-        started(&mut status).await;
+        let mut d = Harness::start(config, start).await;
         // 01:00: the run starts and blocks on the gate.
-        clock.advance(Duration::from_secs(1800));
-        status
+        d.clock.advance(Duration::from_secs(1800));
+        d.status
             .wait_for(|s| s.running.contains("slow"))
             .await
             .expect("started");
         // 02:00 and 03:00: still running, so both are skipped.
         for _ in 0..2 {
-            clock.advance(Duration::from_secs(3600));
-            let now = backup_core::jobs::Clock::now(clock.as_ref());
-            status
+            d.clock.advance(Duration::from_secs(3600));
+            let now = backup_core::jobs::Clock::now(d.clock.as_ref());
+            d.status
                 .wait_for(|s| s.scheduled_until >= Some(now))
                 .await
                 .expect("scheduled");
         }
-        let gate = gate.clone();
-        tokio::task::spawn_blocking(move || open_gate(&gate))
-            .await
-            .expect("join")
-            .expect("open the gate");
-        status
+        open_gate(&gate).await;
+        d.status
             .wait_for(|s| s.running.is_empty())
             .await
             .expect("finished");
-        let _ = stop_tx.send(());
-        running.await.expect("join").expect("daemon");
+        d.finish().await;
     });
     let repo = Repository::local(dir.path().join("repo"));
     let history = rt.block_on(repo.history(Some("slow"))).expect("history");
@@ -519,24 +542,13 @@ fn missed_runs_run_once_at_start_or_are_skipped() {
         ));
         assert_eq!(first.outcome, Outcome::Success);
         let thursday = monday + TimeDelta::days(3) + TimeDelta::hours(9);
-        let clock = Arc::new(ManualClock::new(thursday));
-        let daemon = Arc::new(Daemon::new(config, clock.clone()));
-        let mut status = daemon.status();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         rt.block_on(async {
-            let d = Arc::clone(&daemon);
-            let running = tokio::spawn(async move {
-                d.run(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-            });
-            status
+            let mut d = Harness::start(config, thursday).await;
+            d.status
                 .wait_for(|s| s.idle_at(thursday))
                 .await
                 .expect("settles");
-            let _ = stop_tx.send(());
-            running.await.expect("join").expect("daemon");
+            d.finish().await;
         });
         let repo = Repository::local(dir.path().join("repo"));
         let history = rt.block_on(repo.history(None)).expect("history");
@@ -717,11 +729,19 @@ fn gated_job(dir: &Path, grace: &str) -> (Config, std::path::PathBuf) {
     (config, gate)
 }
 
-fn open_gate(gate: &Path) -> std::io::Result<()> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(gate)
-        .and_then(|mut f| f.write_all(b"go\n"))
+/// Lets the gated job's command go on (opening a FIFO blocks, so on a
+/// blocking thread).
+async fn open_gate(gate: &Path) {
+    let gate = gate.to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(gate)
+            .and_then(|mut f| f.write_all(b"go\n"))
+    })
+    .await
+    .expect("join")
+    .expect("open the gate");
 }
 
 #[test]
@@ -737,47 +757,23 @@ fn shutdown_lets_a_run_finish_within_the_grace_period_or_aborts_it() {
             .with_ymd_and_hms(2026, 11, 23, 0, 59, 0)
             .single()
             .expect("t");
-        let clock = Arc::new(ManualClock::new(start));
-        let daemon = Arc::new(Daemon::new(config, clock.clone()));
-        let mut status = daemon.status();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         rt.block_on(async {
-            let d = Arc::clone(&daemon);
-            let running = tokio::spawn(async move {
-                d.run(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-            });
-            started(&mut status).await;
-            clock.advance(Duration::from_secs(60));
-            status
+            let mut d = Harness::start(config, start).await;
+            d.clock.advance(Duration::from_secs(60));
+            d.status
                 .wait_for(|s| s.running.contains("slow"))
                 .await
                 .expect("started");
             // SIGTERM, in effect, while the backup waits on the gate.
-            let _ = stop_tx.send(());
+            d.signal_stop();
             if open_during_grace {
-                let gate = gate.clone();
-                tokio::task::spawn_blocking(move || open_gate(&gate))
-                    .await
-                    .expect("join")
-                    .expect("open the gate");
+                open_gate(&gate).await;
             }
-            tokio::time::timeout(Duration::from_secs(60), running)
-                .await
-                .expect("the daemon stops")
-                .expect("join")
-                .expect("daemon");
-            assert!(status.borrow().stopped);
+            d.finish().await;
             if !open_during_grace {
                 // The aborted run's command still waits on the gate: let
                 // it end (a daemon that exits ends it by closing its pipe).
-                let gate = gate.clone();
-                tokio::task::spawn_blocking(move || open_gate(&gate))
-                    .await
-                    .expect("join")
-                    .expect("open the gate");
+                open_gate(&gate).await;
             }
         });
         let repo = Repository::local(dir.path().join("repo"));
