@@ -162,7 +162,14 @@ fn walk(dir: &Path, rel: &str, out: &mut Found) -> io::Result<()> {
                 format!("{rel}/{name}")
             }
         };
-        let md = entry.metadata()?;
+        // An entry can vanish between the directory read and the stat: a
+        // concurrent write renamed its temporary file, or a prune removed
+        // an object. Either way it is not there to list.
+        let md = match entry.metadata() {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if name.starts_with('.') {
             // Temporary files of writes in progress (or killed).
             if let Some(target) = partial_target(&name).filter(|_| md.is_file()) {

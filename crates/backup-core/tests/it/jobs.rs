@@ -796,3 +796,36 @@ fn shutdown_lets_a_run_finish_within_the_grace_period_or_aborts_it() {
         }
     }
 }
+
+/// Listing a local repository while other writers create and rename files
+/// in it never fails (the daemon runs jobs that share a repository).
+#[test]
+fn local_listings_survive_concurrent_writers() {
+    use backup_core::{LocalStore, Store, StoreExt};
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Arc::new(LocalStore::new(dir.path()));
+    let rt = runtime();
+    rt.block_on(async {
+        let writer = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..400 {
+                    let key = format!("manifests/k{i}.json");
+                    store
+                        .put_bytes(&key, bytes::Bytes::from_static(b"{}"))
+                        .await
+                        .expect("put");
+                    if i % 2 == 0 {
+                        store.delete(&key).await.expect("delete");
+                    }
+                }
+            })
+        };
+        while !writer.is_finished() {
+            store.list("manifests/").await.expect("list while writing");
+        }
+        writer.await.expect("join");
+    });
+    let listed = rt.block_on(store.list("manifests/")).expect("list");
+    assert_eq!(listed.len(), 200);
+}
