@@ -1,0 +1,5 @@
+//! The collectors that come with metrics-core.
+
+pub mod host;
+
+pub use host::HostCollector;
