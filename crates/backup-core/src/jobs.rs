@@ -22,7 +22,7 @@ mod runner;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     Config, Drill, Hooks, Incremental, Job, Keys, Missed, Notify, Secret, SourceSpec,
-    check_job_name, local_zone, parse_duration,
+    check_job_name, local_zone, parse_duration, url_has_password,
 };
 pub use daemon::{Daemon, Status};
 pub use history::{HISTORY_PREFIX, Outcome, RunKind, RunRecord};

@@ -22,12 +22,16 @@
 //! # }
 //! ```
 
+pub mod alerts;
 pub mod collector;
 pub mod collectors;
+pub mod config;
 pub mod model;
 pub mod render;
 
+pub use alerts::{Alert, Evaluator, Notification, Rule, Webhooks};
 pub use collector::{CollectError, Collector, CollectorStatus, Limits, Scraper};
 pub use collectors::HostCollector;
+pub use config::{Config, ConfigError};
 pub use model::{Family, Kind, Sample, Snapshot, Unit};
 pub use render::{Format, render, to_json};

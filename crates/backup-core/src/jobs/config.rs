@@ -794,7 +794,7 @@ fn read_small(path: &Path) -> std::io::Result<String> {
 }
 
 /// True when a postgres:// URL has `user:password@`.
-fn url_has_password(url: &str) -> bool {
+pub fn url_has_password(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     authority

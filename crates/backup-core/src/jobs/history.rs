@@ -141,13 +141,19 @@ impl Repository {
         };
         let mut records = Vec::new();
         for object in self.store().list(&prefix).await? {
-            let bytes = self.store().get_bytes(&object.key, MAX_RECORD).await?;
-            match serde_json::from_slice::<RunRecord>(&bytes) {
-                Ok(r) => records.push(r),
-                Err(e) => tracing::warn!(key = %object.key, "unreadable run record: {e}"),
+            match self.run_record(&object.key).await? {
+                Some(r) => records.push(r),
+                None => tracing::warn!(key = %object.key, "unreadable run record"),
             }
         }
         records.sort_by(|a, b| (a.started_at, &a.job).cmp(&(b.started_at, &b.job)));
         Ok(records)
+    }
+
+    /// One run record by its store key (under [`HISTORY_PREFIX`]);
+    /// `None` when the object is not a run record.
+    pub async fn run_record(&self, key: &str) -> Result<Option<RunRecord>> {
+        let bytes = self.store().get_bytes(key, MAX_RECORD).await?;
+        Ok(serde_json::from_slice::<RunRecord>(&bytes).ok())
     }
 }

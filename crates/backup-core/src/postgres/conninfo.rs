@@ -266,7 +266,7 @@ impl PgTarget {
 
     /// Connects with tokio-postgres; the connection runs on a spawned task
     /// that ends when the returned client is dropped.
-    pub(crate) async fn connect(&self) -> Result<tokio_postgres::Client> {
+    pub async fn connect(&self) -> Result<tokio_postgres::Client> {
         let mut config = self.config.clone();
         if let Some(p) = self.password() {
             config.password(p);

@@ -1,0 +1,285 @@
+//! metricsd: serves what metrics-core collects, for Prometheus
+//! (`/metrics`, text 0.0.4 or OpenMetrics by `Accept`) and as JSON
+//! (`/api/v1/metrics`, `/api/v1/alerts`), evaluates alert rules, and
+//! rate-limits every route.
+//!
+//! The configuration file is metrics-core's ([`metrics_core::Config`])
+//! plus a `[server]` table:
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:9188"
+//! token_env = "METRICSD_TOKEN"       # bearer token for /api/v1/* (or token_file)
+//! trusted_proxies = ["10.0.0.0/8"]   # X-Forwarded-For believed only from these
+//! rate_limit = { limit = 600, window = "1m" }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use limits::rate::{Policy, RateLimitLayer, RateLimiter, TrustedProxies};
+use metrics_core::{Config, Evaluator, Format, Scraper, Webhooks};
+use serde::Deserialize;
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9188";
+
+/// The `[server]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where to listen (default 127.0.0.1:9188).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The environment variable holding the API's bearer token.
+    pub token_env: Option<String>,
+    /// A file whose first line is the API's bearer token.
+    pub token_file: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The rate limit per client, on every route (default 600 per minute).
+    #[serde(default = "default_rate")]
+    pub rate_limit: Policy,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            token_env: None,
+            token_file: None,
+            trusted_proxies: Vec::new(),
+            rate_limit: default_rate(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9188))
+}
+
+fn default_rate() -> Policy {
+    Policy::fixed_window(
+        std::num::NonZeroU32::new(600).unwrap_or(std::num::NonZeroU32::MIN),
+        std::time::Duration::from_secs(60),
+    )
+}
+
+/// Reads a configuration file: the `[server]` table and the rest.
+pub fn load(path: &Path) -> Result<(ServerConfig, Config)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Parses a configuration: the `[server]` table and the rest.
+pub fn parse(text: &str) -> Result<(ServerConfig, Config)> {
+    let mut table: toml::Table = toml::from_str(text)?;
+    let server = match table.remove("server") {
+        Some(v) => v.try_into::<ServerConfig>().context("[server]")?,
+        None => ServerConfig::default(),
+    };
+    let rest = toml::to_string(&table)?;
+    let config = Config::parse(&rest)?;
+    Ok((server, config))
+}
+
+/// Everything the routes share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    scraper: Scraper,
+    evaluator: Arc<Mutex<Evaluator>>,
+    token: Option<Arc<str>>,
+}
+
+impl AppState {
+    /// The state for `config`: collectors built and secrets read.
+    pub fn new(server: &ServerConfig, config: &Config) -> Result<Self> {
+        let token = match (&server.token_env, &server.token_file) {
+            (Some(_), Some(_)) => bail!("[server]: give token_env or token_file, not both"),
+            (Some(var), None) => Some(
+                std::env::var(var)
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .with_context(|| format!("[server] token_env: {var} is not set"))?,
+            ),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("[server] token_file {}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        Ok(AppState {
+            scraper: config.scraper()?,
+            evaluator: Arc::new(Mutex::new(Evaluator::new(config.alert.clone()))),
+            token: token.map(Arc::from),
+        })
+    }
+
+    /// The scraper.
+    pub fn scraper(&self) -> &Scraper {
+        &self.scraper
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Constant time in the token's length.
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// The routes, rate-limited.
+pub fn router(state: AppState, server: &ServerConfig) -> Result<Router> {
+    let proxies = TrustedProxies::parse(&server.trusted_proxies).context("[server]")?;
+    let limiter = Arc::new(RateLimiter::new(server.rate_limit.clone()));
+    Ok(Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/metrics", get(metrics_json))
+        .route("/api/v1/alerts", get(alerts_json))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+        .layer(RateLimitLayer::new(limiter, proxies)))
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let (snapshot, _) = state.scraper.scrape().await;
+    let body = metrics_core::render(&snapshot, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "a bearer token is required (Authorization: Bearer TOKEN)\n",
+    )
+        .into_response()
+}
+
+async fn metrics_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized();
+    }
+    let (snapshot, statuses) = state.scraper.scrape().await;
+    axum::Json(metrics_core::to_json(&snapshot, &statuses)).into_response()
+}
+
+async fn alerts_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized();
+    }
+    let evaluator = state
+        .evaluator
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    axum::Json(serde_json::json!({
+        "rules": evaluator.rules().len(),
+        "alerts": evaluator.alerts(),
+    }))
+    .into_response()
+}
+
+/// Evaluates the alert rules every `interval` and sends what changes to
+/// the webhooks; runs until the task is dropped.
+pub async fn alert_loop(state: AppState, webhooks: Webhooks, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (snapshot, _) = state.scraper.scrape().await;
+        let changes = state
+            .evaluator
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .evaluate(&snapshot, chrono::Utc::now());
+        for change in changes {
+            tracing::info!("{change}");
+            if !webhooks.is_empty() {
+                let webhooks = webhooks.clone();
+                tokio::spawn(async move { webhooks.send(&change).await });
+            }
+        }
+    }
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    server: &ServerConfig,
+    webhooks: Webhooks,
+    interval: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = router(state.clone(), server)?;
+    let alerts = tokio::spawn(alert_loop(state, webhooks, interval));
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    alerts.abort();
+    result.context("serving HTTP")
+}
+
+/// `metricsd check`: every collector (and so every probe) once; a line per
+/// collector and per failing series; `Ok(false)` when anything is down.
+pub async fn check(config: &Config, out: &mut impl std::io::Write) -> Result<bool> {
+    let scraper = config.scraper()?;
+    let (snapshot, statuses) = scraper.scrape().await;
+    let mut ok = true;
+    for s in &statuses {
+        let mark = if s.up { "ok  " } else { "FAIL" };
+        ok &= s.up;
+        writeln!(
+            out,
+            "{mark} {:<24} {:>7.1} ms{}",
+            s.name,
+            s.duration.as_secs_f64() * 1000.0,
+            s.error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default()
+        )?;
+    }
+    for name in ["shipshape_probe_up", "shipshape_pg_up"] {
+        for sample in snapshot.family(name).iter().flat_map(|f| &f.samples) {
+            if sample.value < 1.0 {
+                ok = false;
+                let who: Vec<String> = sample
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                writeln!(out, "FAIL {name}{{{}}} = 0", who.join(","))?;
+            }
+        }
+    }
+    Ok(ok)
+}

@@ -1,0 +1,238 @@
+//! Backup freshness from a backup-core repository: per job, when the last
+//! successful backup finished, how large and how long it was, and how many
+//! runs failed since.
+//!
+//! Jobs run by `backupctl run`/`daemon` leave run records in the
+//! repository; backups made any other way (`backupctl backup` from cron)
+//! are counted by their manifests, under the backup's name. Each record or
+//! manifest is read once and remembered, so a scrape lists the repository
+//! but reads only what is new.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use backup_core::jobs::{HISTORY_PREFIX, Outcome};
+use backup_core::manifest::MANIFEST_PREFIX;
+use backup_core::{BackupRef, Repository};
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::collector::{CollectError, Collector};
+use crate::model::{Family, Unit};
+
+/// Freshness of the backups in one repository.
+#[derive(Debug)]
+pub struct BackupCollector {
+    name: String,
+    label: String,
+    location: String,
+    repo: OnceCell<Repository>,
+    seen: Mutex<Seen>,
+}
+
+/// What a run record or manifest says, reduced to what freshness needs.
+#[derive(Debug, Clone)]
+struct Run {
+    job: String,
+    from_history: bool,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+    /// `None` for a run that counts neither way (skipped).
+    success: Option<bool>,
+    stored: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    runs: HashMap<String, Option<Run>>,
+}
+
+/// The freshness of one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Freshness {
+    /// The job (or backup name).
+    pub job: String,
+    /// When its last successful backup finished.
+    pub last_success: Option<DateTime<Utc>>,
+    /// That backup's stored size.
+    pub size: Option<u64>,
+    /// How long that run took, in seconds.
+    pub duration: Option<f64>,
+    /// Failed or aborted runs after it.
+    pub failures_since: u64,
+}
+
+impl BackupCollector {
+    /// A collector for the repository at `location` (a directory, or
+    /// `s3://bucket/prefix` with the `backup-s3` feature), its samples
+    /// labelled `repo="{label}"`.
+    pub fn new(label: impl Into<String>, location: impl Into<String>) -> Self {
+        let label = label.into();
+        BackupCollector {
+            name: format!("backup:{label}"),
+            label,
+            location: location.into(),
+            repo: OnceCell::new(),
+            seen: Mutex::new(Seen::default()),
+        }
+    }
+
+    /// Reads what is new in the repository and reports every job.
+    pub async fn freshness(&self) -> Result<Vec<Freshness>, CollectError> {
+        let fail = |e: backup_core::Error| CollectError::new(format!("{}: {e}", self.location));
+        let repo = self
+            .repo
+            .get_or_try_init(|| Repository::open(&self.location))
+            .await
+            .map_err(fail)?;
+        let mut keys: Vec<String> = Vec::new();
+        for prefix in [HISTORY_PREFIX, MANIFEST_PREFIX] {
+            keys.extend(
+                repo.store()
+                    .list(prefix)
+                    .await
+                    .map_err(fail)?
+                    .into_iter()
+                    .map(|o| o.key),
+            );
+        }
+        let mut seen = self.seen.lock().await;
+        let current: HashSet<&String> = keys.iter().collect();
+        seen.runs.retain(|k, _| current.contains(k));
+        for key in &keys {
+            if seen.runs.contains_key(key) {
+                continue;
+            }
+            let run = read_run(repo, key).await.map_err(fail)?;
+            seen.runs.insert(key.clone(), run);
+        }
+        Ok(summarize(seen.runs.values().flatten()))
+    }
+}
+
+async fn read_run(repo: &Repository, key: &str) -> backup_core::Result<Option<Run>> {
+    if key.starts_with(HISTORY_PREFIX) {
+        return Ok(repo.run_record(key).await?.map(|r| Run {
+            job: r.job,
+            from_history: true,
+            started: r.started_at,
+            finished: r.finished_at,
+            success: match r.outcome {
+                Outcome::Success => Some(true),
+                Outcome::Failure | Outcome::Aborted => Some(false),
+                _ => None,
+            },
+            stored: r.sizes.map(|s| s.stored),
+        }));
+    }
+    let id = key
+        .strip_prefix(MANIFEST_PREFIX)
+        .and_then(|k| k.strip_suffix(".json"))
+        .and_then(|id| id.parse().ok());
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    match repo.find(&BackupRef::Id(id)).await {
+        Ok(m) => Ok(Some(Run {
+            job: m.name,
+            from_history: false,
+            started: m.started_at,
+            finished: m.finished_at,
+            success: Some(true),
+            stored: Some(m.sizes.stored),
+        })),
+        // A manifest being written or removed right now, or damaged:
+        // `backupctl verify` reports it; freshness leaves it out.
+        Err(e) => {
+            tracing::debug!(key, "unreadable manifest: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Per job: run records where a job has them, otherwise manifests.
+fn summarize<'a>(runs: impl Iterator<Item = &'a Run>) -> Vec<Freshness> {
+    let mut by_job: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
+    for run in runs {
+        by_job.entry(run.job.as_str()).or_default().push(run);
+    }
+    by_job
+        .into_iter()
+        .map(|(job, mut runs)| {
+            if runs.iter().any(|r| r.from_history) {
+                runs.retain(|r| r.from_history);
+            }
+            runs.sort_by_key(|r| (r.finished, r.started));
+            let last = runs.iter().rposition(|r| r.success == Some(true));
+            let after = last.map_or(0, |i| i + 1);
+            let failures_since = runs[after..]
+                .iter()
+                .filter(|r| r.success == Some(false))
+                .count() as u64;
+            let last = last.map(|i| runs[i]);
+            Freshness {
+                job: job.to_owned(),
+                last_success: last.map(|r| r.finished),
+                size: last.and_then(|r| r.stored),
+                duration: last.map(|r| (r.finished - r.started).as_seconds_f64()),
+                failures_since,
+            }
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Collector for BackupCollector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn collect(&self) -> Result<Vec<Family>, CollectError> {
+        let jobs = self.freshness().await?;
+        let now = Utc::now();
+        let mut at = Family::gauge(
+            "shipshape_backup_last_success_timestamp",
+            "When the job's last successful backup finished (0: never).",
+        )
+        .with_unit(Unit::Seconds);
+        let mut age = Family::gauge(
+            "shipshape_backup_last_success_age",
+            "Time since the job's last successful backup finished (+Inf: never).",
+        )
+        .with_unit(Unit::Seconds);
+        let mut size = Family::gauge(
+            "shipshape_backup_last_success_size",
+            "Stored size of the job's last successful backup.",
+        )
+        .with_unit(Unit::Bytes);
+        let mut took = Family::gauge(
+            "shipshape_backup_last_success_duration",
+            "How long the job's last successful run took.",
+        )
+        .with_unit(Unit::Seconds);
+        let mut failures = Family::gauge(
+            "shipshape_backup_failures_since_success",
+            "Failed or aborted runs since the job's last successful one.",
+        );
+        for j in &jobs {
+            let labels = [("repo", self.label.as_str()), ("job", j.job.as_str())];
+            let ts = j
+                .last_success
+                .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0);
+            at.push(&labels, ts);
+            age.push(
+                &labels,
+                j.last_success
+                    .map_or(f64::INFINITY, |t| (now - t).as_seconds_f64().max(0.0)),
+            );
+            if let Some(s) = j.size {
+                size.push(&labels, s as f64);
+            }
+            if let Some(d) = j.duration {
+                took.push(&labels, d);
+            }
+            failures.push(&labels, j.failures_since as f64);
+        }
+        Ok(vec![at, age, size, took, failures])
+    }
+}

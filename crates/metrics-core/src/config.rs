@@ -1,0 +1,452 @@
+//! The collectors, alert rules and webhooks of one agent, from TOML.
+//!
+//! ```toml
+//! [host]                      # on unless `enabled = false`
+//! timeout = "2s"
+//!
+//! [[postgres]]
+//! name = "main"
+//! url = "postgres://monitor@127.0.0.1:5432/postgres?sslmode=verify-full"
+//! password_env = "MONITOR_PGPASSWORD"   # or password_file; never in the URL
+//! top_statements = 10
+//!
+//! [[probe]]
+//! name = "api"
+//! url = "https://api.example.com/healthz"
+//! health_json = true
+//!
+//! [[backup]]
+//! name = "main"
+//! repo = "/var/backups/shipshape"
+//!
+//! [[alert]]
+//! name = "HostMemoryHigh"
+//! metric = "shipshape_host_memory_used_ratio"
+//! op = ">"
+//! threshold = 0.8
+//! for = "5m"
+//!
+//! [[webhook]]
+//! url_env = "ALERT_WEBHOOK_URL"
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[cfg(feature = "postgres")]
+use backup_core::age::secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use crate::alerts::{Rule, Webhooks};
+use crate::collector::{Collector, Limits, Scraper};
+use crate::collectors::HostCollector;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML does not parse or has unknown keys; the message has the
+    /// line.
+    #[error("{0}")]
+    Syntax(String),
+    /// A value is wrong.
+    #[error("{what}: {problem}")]
+    Invalid {
+        /// Which setting.
+        what: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+}
+
+fn invalid(what: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        what: what.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Everything an agent collects and alerts on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The host collector.
+    #[serde(default)]
+    pub host: HostConfig,
+    /// PostgreSQL servers.
+    #[serde(default)]
+    pub postgres: Vec<PostgresConfig>,
+    /// HTTP(S) probes.
+    #[serde(default)]
+    pub probe: Vec<ProbeConfig>,
+    /// Backup repositories.
+    #[serde(default)]
+    pub backup: Vec<BackupConfig>,
+    /// Alert rules.
+    #[serde(default)]
+    pub alert: Vec<Rule>,
+    /// Where alert notifications go.
+    #[serde(default)]
+    pub webhook: Vec<WebhookConfig>,
+    /// How often alert rules are evaluated.
+    #[serde(default = "default_interval", with = "text_duration")]
+    pub evaluation_interval: Duration,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+mod text_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!("`{s}` is not a duration ({e}); e.g. 2s, 15s, 1m"))
+        })
+    }
+
+    pub(super) mod option {
+        use std::time::Duration;
+
+        use serde::Deserializer;
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
+}
+
+/// The host collector's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Collect host metrics (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Where procfs is (default `/proc`).
+    #[serde(default = "default_proc")]
+    pub proc: PathBuf,
+    /// The collector's timeout (default 2s).
+    #[serde(default, with = "text_duration::option")]
+    pub timeout: Option<Duration>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            enabled: true,
+            proc: default_proc(),
+            timeout: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_proc() -> PathBuf {
+    PathBuf::from("/proc")
+}
+
+/// One PostgreSQL server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The `server` label.
+    pub name: String,
+    /// A libpq URL without a password.
+    pub url: String,
+    /// The environment variable holding the password.
+    pub password_env: Option<String>,
+    /// A file (mode 0600) whose first line is the password.
+    pub password_file: Option<PathBuf>,
+    /// How many statements of `pg_stat_statements` to report (default 10;
+    /// 0 = none).
+    #[serde(default = "default_top")]
+    pub top_statements: u32,
+    /// The collector's timeout (default 3s).
+    #[serde(default, with = "text_duration::option")]
+    pub timeout: Option<Duration>,
+}
+
+fn default_top() -> u32 {
+    10
+}
+
+/// One HTTP(S) probe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// The `probe` label.
+    pub name: String,
+    /// The URL to GET.
+    pub url: String,
+    /// Statuses that count as up (default: any 2xx).
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    /// Parse the body as a JSON health document.
+    #[serde(default)]
+    pub health_json: bool,
+    /// The probe's timeout (default 5s).
+    #[serde(default, with = "text_duration::option")]
+    pub timeout: Option<Duration>,
+    /// Extra trusted CAs (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One backup repository.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The `repo` label.
+    pub name: String,
+    /// The repository: a directory, or `s3://bucket/prefix`.
+    pub repo: String,
+    /// The collector's timeout (default 10s).
+    #[serde(default, with = "text_duration::option")]
+    pub timeout: Option<Duration>,
+}
+
+/// One webhook; its URL from the environment or a file, or written here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The URL itself (fine for a local receiver; use `url_env` or
+    /// `url_file` for one that carries a token).
+    pub url: Option<String>,
+    /// The environment variable holding the URL.
+    pub url_env: Option<String>,
+    /// A file whose first line is the URL.
+    pub url_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Parses and checks a configuration.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(path.display().to_string(), format!("cannot read: {e}")))?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Syntax(m) => ConfigError::Syntax(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (kind, name) in self
+            .postgres
+            .iter()
+            .map(|p| ("postgres", &p.name))
+            .chain(self.probe.iter().map(|p| ("probe", &p.name)))
+            .chain(self.backup.iter().map(|b| ("backup", &b.name)))
+        {
+            if name.is_empty() {
+                return Err(invalid(format!("[[{kind}]]"), "`name` must not be empty"));
+            }
+            if !names.insert((kind, name)) {
+                return Err(invalid(
+                    format!("[[{kind}]] {name}"),
+                    "the name is used twice",
+                ));
+            }
+        }
+        for p in &self.postgres {
+            if p.password_env.is_some() && p.password_file.is_some() {
+                return Err(invalid(
+                    format!("[[postgres]] {}", p.name),
+                    "give password_env or password_file, not both",
+                ));
+            }
+            #[cfg(feature = "postgres")]
+            if backup_core::jobs::url_has_password(&p.url) {
+                return Err(invalid(
+                    format!("[[postgres]] {}", p.name),
+                    "the URL holds a password; move it to password_env or password_file",
+                ));
+            }
+        }
+        for w in &self.webhook {
+            let given = [w.url.is_some(), w.url_env.is_some(), w.url_file.is_some()];
+            if given.iter().filter(|g| **g).count() != 1 {
+                return Err(invalid(
+                    "[[webhook]]",
+                    "give exactly one of url, url_env, url_file",
+                ));
+            }
+        }
+        for r in &self.alert {
+            if !r.threshold.is_finite() {
+                return Err(invalid(
+                    format!("[[alert]] {}", r.name),
+                    "threshold must be a number",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the collectors (reading passwords now) into a scraper.
+    pub fn scraper(&self) -> Result<Scraper, ConfigError> {
+        let mut collectors: Vec<(Arc<dyn Collector>, Limits)> = Vec::new();
+        let limits = |timeout: Option<Duration>, default: u64| Limits {
+            timeout: timeout.unwrap_or(Duration::from_secs(default)),
+            ..Limits::default()
+        };
+        if self.host.enabled {
+            collectors.push((
+                Arc::new(HostCollector::new(&self.host.proc)),
+                limits(self.host.timeout, 2),
+            ));
+        }
+        #[cfg(feature = "postgres")]
+        for p in &self.postgres {
+            collectors.push((Arc::new(self.postgres_collector(p)?), limits(p.timeout, 3)));
+        }
+        #[cfg(not(feature = "postgres"))]
+        if let Some(p) = self.postgres.first() {
+            return Err(invalid(
+                format!("[[postgres]] {}", p.name),
+                "this build has no PostgreSQL collector (feature `postgres`)",
+            ));
+        }
+        #[cfg(feature = "probes")]
+        if !self.probe.is_empty() {
+            let specs = self
+                .probe
+                .iter()
+                .map(|p| {
+                    Ok(crate::collectors::ProbeSpec {
+                        name: p.name.clone(),
+                        url: p.url.parse().map_err(|e| {
+                            invalid(format!("[[probe]] {}", p.name), format!("bad URL: {e}"))
+                        })?,
+                        expect_status: p.expect_status.clone(),
+                        health_json: p.health_json,
+                        timeout: p.timeout.unwrap_or(Duration::from_secs(5)),
+                        ca_file: p.ca_file.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?;
+            let probes = crate::collectors::ProbeCollector::new(specs)
+                .map_err(|e| invalid("[[probe]]", e.message))?;
+            let timeout = probes.longest_timeout() + Duration::from_millis(500);
+            collectors.push((Arc::new(probes), limits(Some(timeout), 0)));
+        }
+        #[cfg(feature = "backup")]
+        for b in &self.backup {
+            collectors.push((
+                Arc::new(crate::collectors::BackupCollector::new(&b.name, &b.repo)),
+                limits(b.timeout, 10),
+            ));
+        }
+        Ok(Scraper::new(collectors))
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres_collector(
+        &self,
+        p: &PostgresConfig,
+    ) -> Result<crate::collectors::PostgresCollector, ConfigError> {
+        let what = || format!("[[postgres]] {}", p.name);
+        let password =
+            match (&p.password_env, &p.password_file) {
+                (Some(var), _) => Some(std::env::var(var).map_err(|_| {
+                    invalid(what(), format!("environment variable {var} is not set"))
+                })?),
+                (None, Some(path)) => Some(
+                    backup_core::keys::read_passphrase_file(path)
+                        .map_err(|e| invalid(what(), e.to_string()))?
+                        .expose_secret()
+                        .to_owned(),
+                ),
+                (None, None) => None,
+            };
+        let env = |name: &str| match (name, &password) {
+            ("PGPASSWORD", Some(p)) => Some(p.clone()),
+            _ => std::env::var(name).ok(),
+        };
+        let target = backup_core::postgres::PgTarget::parse_with(&p.url, &env)
+            .map_err(|e| invalid(what(), e.to_string()))?;
+        Ok(crate::collectors::PostgresCollector::new(
+            &p.name,
+            target,
+            p.top_statements,
+        ))
+    }
+
+    /// The webhooks, reading their URLs now.
+    pub fn webhooks(&self) -> Result<Webhooks, ConfigError> {
+        let urls = self
+            .webhook
+            .iter()
+            .map(|w| {
+                let url = if let Some(u) = &w.url {
+                    u.clone()
+                } else if let Some(var) = &w.url_env {
+                    std::env::var(var).map_err(|_| {
+                        invalid(
+                            "[[webhook]]",
+                            format!("environment variable {var} is not set"),
+                        )
+                    })?
+                } else if let Some(path) = &w.url_file {
+                    std::fs::read_to_string(path)
+                        .map_err(|e| invalid("[[webhook]]", format!("{}: {e}", path.display())))?
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                } else {
+                    String::new()
+                };
+                let url = url.trim().to_owned();
+                if url.starts_with("http://") || url.starts_with("https://") {
+                    Ok(url)
+                } else {
+                    Err(invalid(
+                        "[[webhook]]",
+                        "the URL must start with http:// or https://",
+                    ))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Webhooks::new(urls))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_passwords_in_urls_are_refused() {
+        let e = Config::parse("[host]\nenable = true\n")
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|m| m.contains("unknown field") && m.contains("line 2")));
+        let e = Config::parse("[[postgres]]\nname='a'\nurl='postgres://u:secret@h/db'\n")
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|m| m.contains("password_env")));
+        let c = Config::parse(
+            "evaluation_interval = '5s'\n[[probe]]\nname='x'\nurl='http://127.0.0.1:1/'\n",
+        );
+        assert!(c.is_ok_and(|c| c.evaluation_interval == Duration::from_secs(5)));
+    }
+}
