@@ -3,8 +3,10 @@
 # benchmarks) need, reusing whatever is already installed. Safe to re-run.
 #
 #   scripts/install-deps.sh          # test tools: age, zstd, tar, mkfifo, setpriv, curl, openssl,
-#                                    # PostgreSQL (server and client tools), cargo-fuzz
-#   scripts/install-deps.sh --bench  # plus restic, openssl, gzip, GNU time
+#                                    # PostgreSQL (server and client tools), Prometheus and
+#                                    # promtool, cargo-fuzz
+#   scripts/install-deps.sh --bench  # plus restic, gzip, GNU time, prometheus-node-exporter,
+#                                    # prometheus-postgres-exporter
 set -euo pipefail
 
 bench=false
@@ -17,8 +19,13 @@ declare -A want=(
 # The PostgreSQL server and client tools (not on PATH in Debian's layout).
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || want+=([/usr/lib/postgresql/x/bin/pg_ctl]=postgresql)
 want+=([openssl]=openssl)
+# Prometheus and promtool: metricsd's output is checked and scraped by the real thing.
+want+=([prometheus]=prometheus [promtool]=prometheus)
 if $bench; then
   want+=([restic]=restic [openssl]=openssl [gzip]=gzip [/usr/bin/time]=time)
+  # The exporters metricsd is measured against.
+  want+=([prometheus-node-exporter]=prometheus-node-exporter
+         [prometheus-postgres-exporter]=prometheus-postgres-exporter)
 fi
 
 missing=()

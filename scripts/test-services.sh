@@ -15,8 +15,10 @@
 #                 newest server in /usr/lib/postgresql (Debian's `postgresql`
 #                 package, installed by scripts/install-deps.sh); password
 #                 logins over TCP, TLS on with a throwaway CA
-#                 (SHIPSHAPE_TEST_PG_CA), fsync off. Run as the `postgres`
-#                 user when started by root (initdb refuses root).
+#                 (SHIPSHAPE_TEST_PG_CA), fsync off, pg_stat_statements
+#                 preloaded (tests create the extension where they need
+#                 it). Run as the `postgres` user when started by root
+#                 (initdb refuses root).
 #
 # The tests read target/test-services/env (sourced by scripts/test.sh); a
 # test whose server is not running fails under CI=true naming this script.
@@ -162,6 +164,7 @@ start_postgres() {
     -c listen_addresses=127.0.0.1 -p $PG_PORT -k $pd \
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
     -c shared_buffers=256MB -c max_connections=60 \
+    -c shared_preload_libraries=pg_stat_statements \
     -c ssl=on -c ssl_cert_file=$pd/tls/server.crt -c ssl_key_file=$pd/tls/server.key" \
     start >/dev/null || { cat "$pd/server.log" >&2; exit 1; }
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT ($pd)" >&2
@@ -199,5 +202,5 @@ case ${1:-} in
     write_env; echo "$envfile" ;;
   stop) stop_garage; stop_postgres ;;
   env) write_env; cat "$envfile" ;;
-  *) sed -n '2,23p' "$0"; exit 2 ;;
+  *) sed -n '2,24p' "$0"; exit 2 ;;
 esac

@@ -3,6 +3,7 @@
 //! comparing trees in every detail a backup must keep, finding the real
 //! servers tests talk to, and injecting network faults between them.
 
+pub mod http;
 pub mod proxy;
 pub mod services;
 pub mod tools;

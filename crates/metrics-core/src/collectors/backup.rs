@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
-use backup_core::jobs::{HISTORY_PREFIX, Outcome};
+use backup_core::jobs::{HISTORY_PREFIX, Outcome, RunKind};
 use backup_core::manifest::MANIFEST_PREFIX;
 use backup_core::{BackupRef, Repository};
 use chrono::{DateTime, Utc};
@@ -117,9 +117,11 @@ async fn read_run(repo: &Repository, key: &str) -> backup_core::Result<Option<Ru
             from_history: true,
             started: r.started_at,
             finished: r.finished_at,
-            success: match r.outcome {
-                Outcome::Success => Some(true),
-                Outcome::Failure | Outcome::Aborted => Some(false),
+            // Drills check backups; they are not backups.
+            success: match (r.kind, r.outcome) {
+                (RunKind::Drill, _) => None,
+                (_, Outcome::Success) => Some(true),
+                (_, Outcome::Failure | Outcome::Aborted) => Some(false),
                 _ => None,
             },
             stored: r.sizes.map(|s| s.stored),

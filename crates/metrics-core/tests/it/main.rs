@@ -1,0 +1,6 @@
+//! metrics-core against real things: the PostgreSQL test server, HTTP and
+//! TLS servers, backup repositories.
+
+mod backup;
+mod postgres;
+mod probe;
