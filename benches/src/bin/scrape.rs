@@ -24,7 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if urls.is_empty() {
         return Err("usage: scrape [--count N] URL...".into());
     }
-    let mut targets: Vec<Target> = urls.iter().map(|u| Target::new(u)).collect::<Result<_, _>>()?;
+    let mut targets: Vec<Target> = urls
+        .iter()
+        .map(|u| Target::new(u))
+        .collect::<Result<_, _>>()?;
     for _ in 0..count {
         for t in &mut targets {
             t.scrape()?;

@@ -176,14 +176,42 @@ impl PostgresCollector {
         max.push(&s, conn.max_connections);
         out.push(max);
 
-        let rows = c
-            .query(
+        // Independent queries, pipelined on the one connection.
+        let (activity, databases, checkpoints, statements) = futures::join!(
+            self.activity(conn),
+            self.databases(c),
+            self.checkpoints(conn),
+            self.statements(conn),
+        );
+        out.extend(activity?);
+        out.extend(databases?);
+        out.extend(checkpoints?);
+        out.extend(statements?);
+        Ok(out)
+    }
+
+    async fn activity(&self, conn: &Conn) -> Result<Vec<Family>, CollectError> {
+        let c = &conn.client;
+        let server = self.label.as_str();
+        let s = [("server", server)];
+        let mut out = Vec::new();
+        let (rows, longest) = futures::join!(
+            c.query(
                 "select coalesce(state, 'unknown'), count(*)::float8 from pg_stat_activity \
                  where backend_type = 'client backend' group by 1 order by 1",
                 &[],
+            ),
+            c.query_one(
+                "select coalesce(max(extract(epoch from clock_timestamp() - xact_start)), 0)::float8 \
+                 from pg_stat_activity where backend_type = 'client backend' \
+                 and xact_start is not null and pid <> pg_backend_pid()",
+                &[],
             )
-            .await
-            .map_err(|e| self.query_error("pg_stat_activity", &e))?;
+        );
+        let rows = rows.map_err(|e| self.query_error("pg_stat_activity", &e))?;
+        let longest: f64 = longest
+            .map_err(|e| self.query_error("longest transaction", &e))?
+            .get(0);
         let mut by_state =
             Family::gauge("shipshape_pg_connections", "Client connections by state.");
         let mut total = 0.0;
@@ -209,16 +237,6 @@ impl PostgresCollector {
         );
         out.push(used);
 
-        let longest: f64 = c
-            .query_one(
-                "select coalesce(max(extract(epoch from clock_timestamp() - xact_start)), 0)::float8 \
-                 from pg_stat_activity where backend_type = 'client backend' \
-                 and xact_start is not null and pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .map_err(|e| self.query_error("longest transaction", &e))?
-            .get(0);
         let mut f = Family::gauge(
             "shipshape_pg_longest_transaction",
             "Age of the oldest open transaction (0 when none is open).",
@@ -227,8 +245,12 @@ impl PostgresCollector {
         f.push(&s, longest);
         out.push(f);
 
-        out.extend(self.databases(c).await?);
+        Ok(out)
+    }
 
+    async fn checkpoints(&self, conn: &Conn) -> Result<Vec<Family>, CollectError> {
+        let c = &conn.client;
+        let server = self.label.as_str();
         let row = c
             .query_one(checkpoints_sql(conn.version_num), &[])
             .await
@@ -236,12 +258,7 @@ impl PostgresCollector {
         let mut f = Family::counter("shipshape_pg_checkpoints", "Checkpoints by trigger.");
         f.push(&[("server", server), ("trigger", "timed")], row.get(0));
         f.push(&[("server", server), ("trigger", "requested")], row.get(1));
-        out.push(f);
-
-        if self.top_statements > 0 {
-            out.extend(self.statements(conn).await?);
-        }
-        Ok(out)
+        Ok(vec![f])
     }
 
     async fn databases(&self, c: &Client) -> Result<Vec<Family>, CollectError> {
@@ -291,6 +308,9 @@ impl PostgresCollector {
     }
 
     async fn statements(&self, conn: &Conn) -> Result<Vec<Family>, CollectError> {
+        if self.top_statements == 0 {
+            return Ok(Vec::new());
+        }
         let c = &conn.client;
         let server = self.label.as_str();
         let mut available = Family::gauge(
