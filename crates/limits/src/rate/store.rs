@@ -1,12 +1,12 @@
 //! A bounded, sharded key store: the rate limiter's memory is fixed by its
 //! capacity however many clients come.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use governor::nanos::Nanos;
 use governor::state::StateStore;
+use hashbrown::HashTable;
 
 const SHARDS: usize = 16;
 
@@ -30,7 +30,7 @@ impl Rank for Nanos {
 /// key in a full shard evicts that shard's lowest-ranked entry.
 #[derive(Debug)]
 pub(crate) struct BoundedStore<K, V = Nanos> {
-    shards: Vec<Mutex<HashMap<K, V>>>,
+    shards: Vec<Mutex<HashTable<(K, V)>>>,
     per_shard: usize,
     hasher: RandomState,
 }
@@ -40,7 +40,7 @@ impl<K: Hash + Eq + Clone, V: Rank> BoundedStore<K, V> {
     pub(crate) fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         BoundedStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
             per_shard,
             hasher: RandomState::new(),
         }
@@ -67,27 +67,34 @@ impl<K: Hash + Eq + Clone, V: Rank> BoundedStore<K, V> {
         key: &K,
         f: impl FnOnce(Option<V>) -> Result<(T, Option<V>), E>,
     ) -> Result<T, E> {
-        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
-        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        let old = map.get(key).copied();
+        // One hash per decision: its top bits pick the shard, the table
+        // uses all of it.
+        let hash = self.hasher.hash_one(key);
+        let shard = &self.shards[(hash >> 60) as usize % SHARDS];
+        let mut table = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = table.find_mut(hash, |(k, _)| k == key);
+        let old = slot.as_ref().map(|(_, v)| *v);
         let (out, new) = f(old)?;
-        if let Some(new) = new {
-            match map.get_mut(key) {
-                Some(slot) => *slot = new,
-                None => {
-                    if map.len() >= self.per_shard {
-                        let victim = map
-                            .iter()
-                            .min_by_key(|(_, v)| v.rank())
-                            .map(|(k, _)| k.clone());
-                        if let Some(victim) = victim {
-                            map.remove(&victim);
-                        }
-                    }
-                    map.insert(key.clone(), new);
+        let Some(new) = new else {
+            return Ok(out);
+        };
+        if let Some((_, v)) = slot {
+            *v = new;
+            return Ok(out);
+        }
+        if table.len() >= self.per_shard {
+            let victim = table
+                .iter()
+                .min_by_key(|(_, v)| v.rank())
+                .map(|(k, _)| k.clone());
+            if let Some(victim) = victim {
+                let h = self.hasher.hash_one(&victim);
+                if let Ok(entry) = table.find_entry(h, |(k, _)| *k == victim) {
+                    entry.remove();
                 }
             }
         }
+        table.insert_unique(hash, (key.clone(), new), |(k, _)| self.hasher.hash_one(k));
         Ok(out)
     }
 }

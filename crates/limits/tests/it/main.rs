@@ -1,0 +1,3 @@
+//! The rate-limit layer in a real axum server over TCP.
+
+mod layer;
