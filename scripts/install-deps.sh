@@ -4,7 +4,7 @@
 #
 #   scripts/install-deps.sh          # test tools: age, zstd, tar, mkfifo, setpriv, curl, openssl,
 #                                    # PostgreSQL (server and client tools), Prometheus and
-#                                    # promtool, cargo-fuzz
+#                                    # promtool, busybox-static, cargo-fuzz
 #   scripts/install-deps.sh --bench  # plus restic, gzip, GNU time, prometheus-node-exporter,
 #                                    # prometheus-postgres-exporter
 set -euo pipefail
@@ -21,6 +21,8 @@ compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || want+=([/usr/lib/pos
 want+=([openssl]=openssl)
 # Prometheus and promtool: metricsd's output is checked and scraped by the real thing.
 want+=([prometheus]=prometheus [promtool]=prometheus)
+# The Docker tests' image is made from Debian's static busybox (nothing can be pulled).
+want+=([busybox]=busybox-static)
 if $bench; then
   want+=([restic]=restic [openssl]=openssl [gzip]=gzip [/usr/bin/time]=time)
   # The exporters metricsd is measured against.

@@ -2,7 +2,7 @@
 # Installs, starts and stops the real servers Shipshape's tests talk to.
 #
 #   scripts/test-services.sh start   # install (once) and start; prints the env file path
-#   scripts/test-services.sh start postgres   # (or garage) just that one
+#   scripts/test-services.sh start postgres   # (or garage, or docker) just that one
 #   scripts/test-services.sh stop    # stop what `start` started
 #   scripts/test-services.sh env     # print the environment the tests read
 #
@@ -19,6 +19,8 @@
 #                 preloaded (tests create the extension where they need
 #                 it). Run as the `postgres` user when started by root
 #                 (initdb refuses root).
+#   Docker        the machine's Docker Engine, and an image
+#                 shipshape-test/busybox imported from Debian's busybox-static.
 #
 # The tests read target/test-services/env (sourced by scripts/test.sh); a
 # test whose server is not running fails under CI=true naming this script.
@@ -177,6 +179,27 @@ stop_postgres() {
   as_pg "$bin/pg_ctl" -D "$pd/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+IMAGE=shipshape-test/busybox:latest
+
+# The Docker tests' image: Debian's static busybox and its applet links,
+# imported locally (no registry is reachable). Built once, reused.
+build_image() {
+  if ! docker version >/dev/null 2>&1; then
+    echo "the Docker Engine is not reachable (is dockerd running, and may this user use it?)" >&2
+    exit 1
+  fi
+  docker image inspect "$IMAGE" >/dev/null 2>&1 && { echo "image $IMAGE present" >&2; return; }
+  local bb root
+  bb=$(command -v busybox) || { echo "busybox is missing: run scripts/install-deps.sh" >&2; exit 1; }
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp" "$root/data"
+  cp "$bb" "$root/bin/busybox"
+  chroot "$root" /bin/busybox --install -s /bin
+  tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
+  rm -rf "$root"
+  echo "built image $IMAGE" >&2
+}
+
 write_env() {
   mkdir -p "$dir"
   cat >"$envfile" <<ENV
@@ -188,19 +211,21 @@ export SHIPSHAPE_TEST_S3_SECRET=$KEY_SECRET
 export SHIPSHAPE_TEST_PG_URL=postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres
 export SHIPSHAPE_TEST_PG_CA=$(pg_dir)/tls/ca.crt
 export SHIPSHAPE_TEST_PG_BIN=$(pg_bin)
+export SHIPSHAPE_TEST_DOCKER_IMAGE=$IMAGE
 ENV
 }
 
 case ${1:-} in
   start)
     case ${2:-all} in
-      all) start_postgres; start_garage ;;
+      all) start_postgres; start_garage; build_image ;;
       postgres) start_postgres ;;
       garage) start_garage ;;
-      *) echo "unknown service ${2}: postgres or garage" >&2; exit 2 ;;
+      docker) build_image ;;
+      *) echo "unknown service ${2}: postgres, garage or docker" >&2; exit 2 ;;
     esac
     write_env; echo "$envfile" ;;
   stop) stop_garage; stop_postgres ;;
   env) write_env; cat "$envfile" ;;
-  *) sed -n '2,24p' "$0"; exit 2 ;;
+  *) sed -n '2,27p' "$0"; exit 2 ;;
 esac

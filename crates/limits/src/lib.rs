@@ -1,5 +1,10 @@
 //! Limits that hold.
 //!
+//! [`containers`]: container memory/CPU/PIDs limits declared in a policy
+//! file or read from a compose file, planned against the running
+//! containers, applied live through the Docker Engine and checked for
+//! drift (feature `docker`).
+//!
 //! [`rate`]: a keyed rate limiter for HTTP servers, GCRA (via `governor`)
 //! or a fixed window with express-rate-limit's semantics ("100 requests
 //! per 15 minutes", reset at the window's end), over a bounded key store,
@@ -20,4 +25,6 @@
 //!     .layer(layer);
 //! ```
 
+#[cfg(feature = "docker")]
+pub mod containers;
 pub mod rate;

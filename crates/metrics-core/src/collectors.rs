@@ -2,6 +2,8 @@
 
 #[cfg(feature = "backup")]
 pub mod backup;
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod host;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -10,6 +12,8 @@ pub mod probe;
 
 #[cfg(feature = "backup")]
 pub use backup::BackupCollector;
+#[cfg(feature = "docker")]
+pub use docker::DockerCollector;
 pub use host::HostCollector;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresCollector;

@@ -15,6 +15,8 @@
 //! url = "https://api.example.com/healthz"
 //! health_json = true
 //!
+//! [docker]                    # containers, via the Docker Engine API
+//!
 //! [[backup]]
 //! name = "main"
 //! repo = "/var/backups/shipshape"
@@ -83,6 +85,8 @@ pub struct Config {
     /// Backup repositories.
     #[serde(default)]
     pub backup: Vec<BackupConfig>,
+    /// The Docker Engine's containers (collected when the table is there).
+    pub docker: Option<DockerConfig>,
     /// Alert rules.
     #[serde(default)]
     pub alert: Vec<Rule>,
@@ -213,6 +217,23 @@ pub struct BackupConfig {
     /// The collector's timeout (default 10s).
     #[serde(default, with = "text_duration::option")]
     pub timeout: Option<Duration>,
+}
+
+/// The Docker collector's settings (`[docker]`; the engine from
+/// `DOCKER_HOST` or the default socket).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Stats requests in flight at once (default 16).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// The collector's timeout (default 5s).
+    #[serde(default, with = "text_duration::option")]
+    pub timeout: Option<Duration>,
+}
+
+fn default_concurrency() -> usize {
+    16
 }
 
 /// One webhook; its URL from the environment or a file, or written here.
@@ -353,6 +374,20 @@ impl Config {
             collectors.push((
                 Arc::new(crate::collectors::BackupCollector::new(&b.name, &b.repo)),
                 limits(b.timeout, 10),
+            ));
+        }
+        #[cfg(feature = "docker")]
+        if let Some(d) = &self.docker {
+            collectors.push((
+                Arc::new(crate::collectors::DockerCollector::new(d.concurrency)),
+                limits(d.timeout, 5),
+            ));
+        }
+        #[cfg(not(feature = "docker"))]
+        if self.docker.is_some() {
+            return Err(invalid(
+                "[docker]",
+                "this build has no Docker collector (feature `docker`)",
             ));
         }
         Ok(Scraper::new(collectors))

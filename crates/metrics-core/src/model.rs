@@ -149,11 +149,14 @@ impl Snapshot {
             .find(|f| f.name == name || f.exposed_name() == name)
     }
 
-    /// Appends `families`, merging samples into a family of the same stem
-    /// that is already there (two probes, two databases).
+    /// Appends `families`, merging samples into a family of the same
+    /// exposed name that is already there (two probes, two databases).
     pub fn extend(&mut self, families: impl IntoIterator<Item = Family>) {
         for family in families {
-            match self.families.iter_mut().find(|f| f.name == family.name) {
+            let same = |f: &&mut Family| {
+                f.name == family.name && f.unit == family.unit && f.kind == family.kind
+            };
+            match self.families.iter_mut().find(same) {
                 Some(existing) => existing.samples.extend(family.samples),
                 None => self.families.push(family),
             }

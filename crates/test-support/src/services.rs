@@ -208,3 +208,88 @@ pub fn postgres() -> Option<PgServer> {
         bin: PathBuf::from(bin),
     })
 }
+
+/// The test image for the Docker Engine (`shipshape-test/busybox`), when
+/// the engine answers and the image is there; see [`s3`] for what happens
+/// when it is not.
+pub fn docker_image() -> Option<String> {
+    let image = settings()
+        .get("SHIPSHAPE_TEST_DOCKER_IMAGE")
+        .cloned()
+        .unwrap_or_else(|| "shipshape-test/busybox:latest".to_owned());
+    let ok = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return unavailable(&format!(
+            "the Docker Engine or the test image {image} is not available"
+        ));
+    }
+    Some(image)
+}
+
+/// Containers (and volumes) a test made, removed when dropped.
+#[derive(Debug, Default)]
+pub struct DockerCleanup {
+    containers: Vec<String>,
+    volumes: Vec<String>,
+}
+
+impl DockerCleanup {
+    /// Runs `docker ARGS` and returns its trimmed stdout; panics on failure.
+    pub fn docker(args: &[&str]) -> String {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run docker");
+        assert!(
+            out.status.success(),
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A unique name with this prefix, removed with the cleanup.
+    pub fn container(&mut self, prefix: &str) -> String {
+        let name = unique(prefix);
+        self.containers.push(name.clone());
+        name
+    }
+
+    /// A unique volume name with this prefix, removed with the cleanup.
+    pub fn volume(&mut self, prefix: &str) -> String {
+        let name = unique(prefix);
+        self.volumes.push(name.clone());
+        name
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", "-v", c])
+                .output();
+        }
+        for v in &self.volumes {
+            let _ = std::process::Command::new("docker")
+                .args(["volume", "rm", "-f", v])
+                .output();
+        }
+    }
+}

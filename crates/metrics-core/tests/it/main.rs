@@ -2,5 +2,6 @@
 //! TLS servers, backup repositories.
 
 mod backup;
+mod docker;
 mod postgres;
 mod probe;

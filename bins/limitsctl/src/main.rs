@@ -1,0 +1,148 @@
+//! `limitsctl`: container limits planned, applied and checked for drift.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use limits::containers::Engine;
+use limitsctl::{Source, rules, table};
+
+/// Container memory, CPU and PIDs limits declared once — in a policy file
+/// or a compose file's deploy.resources — planned against the running
+/// containers, applied live through the Docker Engine's update API
+/// (no restart), re-read and confirmed, and checked for drift.
+///
+/// Exit codes: 0 success (drift: none); 1 failure (drift: differences
+/// found; apply: a change did not hold); 2 usage error.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Shows what apply would change: container, setting, current, desired.
+    Plan(Common),
+    /// Applies the limits live, then re-reads each container to confirm.
+    Apply {
+        #[command(flatten)]
+        common: Common,
+        /// Apply a memory limit below a container's current usage (the
+        /// kernel may OOM-kill it).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Exits 1 when any container's limits differ from the file (for cron
+    /// and CI), naming each container and setting.
+    Drift(Common),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct Files {
+    /// A policy file (TOML, [[container]] entries).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A compose file; its services' deploy.resources (and mem_limit, cpus).
+    #[arg(long)]
+    compose: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    #[command(flatten)]
+    files: Files,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Common {
+    fn source(&self) -> Source<'_> {
+        match (&self.files.policy, &self.files.compose) {
+            (Some(p), _) => Source::Policy(p),
+            (None, Some(c)) => Source::Compose(c),
+            (None, None) => unreachable!("clap requires one of --policy and --compose"),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("limitsctl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("limitsctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let common = match &cli.command {
+        Command::Plan(c) | Command::Drift(c) | Command::Apply { common: c, .. } => c,
+    };
+    let rules = rules(common.source())?;
+    let engine = Engine::connect().await?;
+    match cli.command {
+        Command::Plan(ref c) | Command::Drift(ref c) => {
+            let drift = matches!(cli.command, Command::Drift(_));
+            let changes = engine.plan(&rules).await?;
+            if c.json {
+                println!("{}", serde_json::to_string_pretty(&changes)?);
+            } else if changes.is_empty() {
+                println!("no changes: every container has its declared limits");
+            } else {
+                print!("{}", table(&changes));
+            }
+            Ok(if drift && !changes.is_empty() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Apply { common, force } => {
+            let outcomes = engine.apply(&rules, force).await?;
+            let held = outcomes.iter().all(|o| o.remaining.is_empty());
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&outcomes)?);
+            } else if outcomes.is_empty() {
+                println!("no changes: every container has its declared limits");
+            } else {
+                for o in &outcomes {
+                    for c in &o.applied {
+                        let ok = if o.remaining.iter().any(|r| r.setting == c.setting) {
+                            "NOT CONFIRMED"
+                        } else {
+                            "confirmed"
+                        };
+                        println!(
+                            "{}: {} {} -> {} ({ok})",
+                            o.container,
+                            c.setting,
+                            c.current_text(),
+                            c.desired_text()
+                        );
+                    }
+                }
+            }
+            Ok(if held {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
