@@ -224,7 +224,8 @@ pub struct BackupConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DockerConfig {
-    /// Stats requests in flight at once (default 16).
+    /// Stats requests in flight at once (default 64; see
+    /// `collectors::docker::DEFAULT_CONCURRENCY`).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// The collector's timeout (default 5s).
@@ -233,7 +234,7 @@ pub struct DockerConfig {
 }
 
 fn default_concurrency() -> usize {
-    16
+    64
 }
 
 /// One webhook; its URL from the environment or a file, or written here.

@@ -3,9 +3,13 @@
 //! own limit, CPU from its own previous sample, network and block I/O,
 //! restarts, OOM kills and health.
 //!
-//! Stats are requested one-shot (`one-shot=true`, no 1-second wait per
-//! container), concurrently up to a bound, together with an inspect for
-//! limits, restarts and health.
+//! Stats are requested one-shot (`one-shot=true`: no priming second sample
+//! per container), all in one wave up to a bound, together with an inspect
+//! for limits, restarts and health. The engine answers one-shot requests at
+//! its stats collector's next tick (every second on Docker 20.10), so a
+//! collection takes up to about a second however many containers there
+//! are — not a second per container, as `docker stats --no-stream` and
+//! plain stats requests do.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -44,9 +48,16 @@ pub struct DockerCollector {
 
 impl Default for DockerCollector {
     fn default() -> Self {
-        DockerCollector::new(16)
+        DockerCollector::new(DEFAULT_CONCURRENCY)
     }
 }
+
+/// Stats requests in flight at once by default. The engine answers a
+/// one-shot stats request at its stats collector's next tick (once a
+/// second on Docker 20.10), so requests sent together are answered
+/// together: a collection takes about one tick when every running
+/// container fits in one wave, a tick per wave otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// What one running container reports, in base units.
 #[derive(Debug, Clone, Default, PartialEq)]
