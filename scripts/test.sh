@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: installs the test tools and starts the real
-# servers the tests talk to (scripts/test-services.sh: Garage for S3; the
-# first run builds it, ~25 minutes), then formatting, clippy, docs, all
-# tests (unit, integration, end-to-end with the stock age/zstd/tar tools and
-# Garage, doc tests) and a short run of every fuzz target. The servers are
-# stopped at the end.
+# servers the tests talk to (scripts/test-services.sh: PostgreSQL, Garage
+# for S3 — the first run builds it, ~25 minutes — and the Docker test
+# image), then formatting, clippy, docs, all tests (unit, integration,
+# end-to-end with the stock age/zstd/tar tools, PostgreSQL, Garage,
+# Prometheus and promtool, the Docker Engine; doc tests) and a short run of
+# every fuzz target. The servers are stopped at the end.
 #
 #   scripts/test.sh                 # everything
 #   FUZZ_SECONDS=0 scripts/test.sh  # skip the fuzz smoke run
