@@ -45,7 +45,8 @@ pub enum Command {
     },
 
     /// Back up a file, a directory, standard input (`-`), a PostgreSQL
-    /// database (a postgres:// URL) or a command's output.
+    /// database (a postgres:// URL), a Docker volume (docker-volume:NAME)
+    /// or a command's output.
     ///
     /// Prints the new backup's id (with --json, its manifest). Without
     /// --recipient, --recipients-file or a passphrase option, the backup is
@@ -58,8 +59,15 @@ pub enum Command {
     /// PGDATABASE, PGSSLMODE and ~/.pgpass, like psql's; put passwords there,
     /// not in the URL, to keep them out of the process list.
     ///
+    /// A Docker volume is read through the Docker Engine API (a helper
+    /// container mounts it and never runs; no host path is needed) and
+    /// stored as the engine's tar archive; --stop-label stops the containers
+    /// carrying that label while it is read and starts them again after,
+    /// also when the backup fails.
+    ///
     /// Examples:
     ///   backupctl backup /srv/app --name app
+    ///   backupctl backup docker-volume:pgdata --stop-label com.example.backup=stop
     ///   backupctl backup postgres://backup@db.internal/orders
     ///   backupctl backup postgres://postgres@/postgres --globals
     ///   backupctl backup --name redis -- redis-cli --rdb /dev/stdout
@@ -120,6 +128,9 @@ pub enum Command {
     /// database with tables is refused unless --force (then the backup's
     /// objects are dropped first: pg_restore --clean --if-exists).
     ///
+    /// A Docker volume backup restores into docker-volume:NAME, created when
+    /// missing; a volume with files is refused unless --force.
+    ///
     /// Examples:
     ///   backupctl restore latest --target /srv/app.restored
     ///   backupctl restore 20261122T030000Z-0a1b2c3d --target postgres://postgres@/orders_copy
@@ -128,9 +139,9 @@ pub enum Command {
         /// Which backup.
         #[command(flatten)]
         which: WhichArgs,
-        /// Where to restore to: a path, `-` for standard output, or a
-        /// postgres:// URL of a database.
-        #[arg(short, long, value_name = "PATH|-|postgres://...")]
+        /// Where to restore to: a path, `-` for standard output, a
+        /// postgres:// URL of a database, or docker-volume:NAME.
+        #[arg(short, long, value_name = "PATH|-|postgres://...|docker-volume:NAME")]
         target: PathBuf,
         /// Restore over a non-empty directory, an existing file, or a
         /// database that has tables.
@@ -563,6 +574,11 @@ pub struct BackupArgs {
     /// then only checks the tables exist) or `off`.
     #[arg(long, value_name = "MODE", default_value = "exact")]
     pub row_counts: backup_core::manifest::RowCounts,
+
+    /// Docker volumes: stop running containers with this label (`key` or
+    /// `key=value`) while the volume is read.
+    #[arg(long, value_name = "LABEL")]
+    pub stop_label: Option<String>,
 
     /// PostgreSQL: use the client tools (pg_dump, pg_dumpall) in DIR only
     /// [default: the oldest at least as new as the server, from

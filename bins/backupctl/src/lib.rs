@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use backup_core::age::secrecy::SecretString;
+use backup_core::docker::VolumeSource;
 use backup_core::postgres::{PgRestoreOptions, PgSource, PgTarget};
 use backup_core::{
     BackupOptions, BackupRef, Identities, Manifest, PipelineOptions, Progress, Recipients,
@@ -248,8 +249,29 @@ fn postgres_url(arg: &Path) -> Option<&str> {
         .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
 }
 
+/// A restore's progress bar, and options that report to it.
+fn restoring(quiet: bool, manifest: &Manifest, force: bool) -> (Arc<Bar>, RestoreOptions) {
+    let bar = Bar::new(quiet, "restoring");
+    bar.set_total(manifest.sizes.raw);
+    let opts = RestoreOptions::default()
+        .with_force(force)
+        .with_progress(Arc::clone(&bar) as Arc<dyn Progress>);
+    (bar, opts)
+}
+
+/// The volume name `arg` spells as `docker-volume:NAME`, if it does.
+fn docker_volume(arg: &Path) -> Option<&str> {
+    arg.to_str()
+        .and_then(|s| s.strip_prefix("docker-volume:"))
+        .filter(|v| !v.is_empty())
+}
+
 async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
     let url = args.path.as_deref().and_then(postgres_url);
+    let volume = args.path.as_deref().and_then(docker_volume);
+    if args.stop_label.is_some() && volume.is_none() {
+        return Err(usage("--stop-label goes with docker-volume:NAME"));
+    }
     if args.globals && url.is_none() {
         return Err(usage("--globals goes with a postgres:// URL"));
     }
@@ -267,6 +289,13 @@ async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
                 pg = pg.with_bin_dir(dir);
             }
             pg.into()
+        }
+        (Some(_), None) if volume.is_some() => {
+            let mut v = VolumeSource::new(volume.unwrap_or_default());
+            if let Some(label) = &args.stop_label {
+                v = v.with_stop_label(label);
+            }
+            Source::DockerVolume(v)
         }
         (Some(p), None) if p.as_os_str() == "-" => Source::Stdin,
         (Some(p), None) => Source::path(p),
@@ -473,6 +502,21 @@ async fn restore(
         }
         return Ok(());
     }
+    if let Some(volume) = docker_volume(&target) {
+        let (bar, opts) = restoring(quiet, &manifest, force);
+        let started = Instant::now();
+        let result = repo.restore_volume(&manifest, &ids, volume, &opts).await;
+        bar.finish();
+        result?;
+        if !quiet {
+            eprintln!(
+                "restored backup {} into Docker volume {volume} in {:.1?}",
+                manifest.id,
+                started.elapsed()
+            );
+        }
+        return Ok(());
+    }
     let target = if target.as_os_str() == "-" {
         if io::stdout().is_terminal() {
             return Err(usage(
@@ -486,11 +530,7 @@ async fn restore(
         }
         RestoreTarget::Path(target)
     };
-    let bar = Bar::new(quiet, "restoring");
-    bar.set_total(manifest.sizes.raw);
-    let opts = RestoreOptions::default()
-        .with_force(force)
-        .with_progress(Arc::clone(&bar) as Arc<dyn Progress>);
+    let (bar, opts) = restoring(quiet, &manifest, force);
     let started = Instant::now();
     let result = repo.restore(&manifest, &ids, target, &opts).await;
     bar.finish();

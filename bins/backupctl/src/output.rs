@@ -41,6 +41,7 @@ fn source(s: &SourceInfo) -> String {
         SourceInfo::Command { program } => format!("the output of `{program}`"),
         SourceInfo::Stream { description } => format!("stream `{description}`"),
         SourceInfo::Imported { path, .. } => format!("imported file {path}"),
+        SourceInfo::DockerVolume { volume } => format!("Docker volume {volume}"),
         SourceInfo::Postgres(pg) => match pg.dump {
             PgDump::Database => format!(
                 "PostgreSQL database {} on {} ({} tables, row counts {})",

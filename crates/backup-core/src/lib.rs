@@ -54,6 +54,8 @@
 //!
 //! [age]: https://age-encryption.org/v1
 
+#[cfg(feature = "docker")]
+pub mod docker;
 mod error;
 mod gc;
 mod import;

@@ -178,6 +178,12 @@ pub enum SourceInfo {
         /// credentials, and manifests are not encrypted.
         program: String,
     },
+    /// A Docker volume, read through the Engine API: the engine's tar
+    /// archive of it, entries under `volume/`.
+    DockerVolume {
+        /// The volume's name.
+        volume: String,
+    },
     /// A PostgreSQL dump: a custom-format archive (`pg_restore` reads it)
     /// of one database, or the SQL script of the cluster's roles and
     /// tablespaces.

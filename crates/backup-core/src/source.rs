@@ -49,6 +49,10 @@ pub enum Source {
     /// dumped with exact row counts; see [`crate::postgres`].
     #[cfg(feature = "postgres")]
     Postgres(Box<crate::postgres::PgSource>),
+    /// A Docker volume, read through the Engine API and stored as the
+    /// engine's tar archive; see [`crate::docker`].
+    #[cfg(feature = "docker")]
+    DockerVolume(crate::docker::VolumeSource),
 }
 
 impl fmt::Debug for Source {
@@ -67,6 +71,8 @@ impl fmt::Debug for Source {
                 .finish_non_exhaustive(),
             #[cfg(feature = "postgres")]
             Source::Postgres(pg) => f.debug_tuple("Postgres").field(pg).finish(),
+            #[cfg(feature = "docker")]
+            Source::DockerVolume(v) => f.debug_tuple("DockerVolume").field(v).finish(),
         }
     }
 }
@@ -111,6 +117,8 @@ impl Source {
             Source::Reader { description, .. } => Some(description.clone()),
             #[cfg(feature = "postgres")]
             Source::Postgres(pg) => Some(pg.default_name()),
+            #[cfg(feature = "docker")]
+            Source::DockerVolume(v) => Some(v.volume.clone()),
         };
         name.filter(|n| !n.is_empty())
             .unwrap_or_else(|| "backup".to_owned())
@@ -145,6 +153,8 @@ impl Source {
                     Ok(Payload::Raw)
                 }
             }
+            #[cfg(feature = "docker")]
+            Source::DockerVolume(_) => Ok(Payload::Tar),
             _ => Ok(Payload::Raw),
         }
     }
@@ -183,6 +193,8 @@ impl Source {
             }
             #[cfg(feature = "postgres")]
             Source::Postgres(pg) => pg.produce(out),
+            #[cfg(feature = "docker")]
+            Source::DockerVolume(v) => v.produce(out),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use test_support::tools::require;
 use test_support::tree::{Entry, Kind, assert_same_tree, build};
 
+mod docker_volume;
 mod interop;
 mod jobs;
 mod keys;
