@@ -12,13 +12,13 @@
 //! plain stats requests do.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{ContainerInspectResponse, ContainerStatsResponse};
-use bollard::query_parameters::{ListContainersOptions, StatsOptions};
+use bollard::query_parameters::{EventsOptions, ListContainersOptions, StatsOptions};
 use futures::{StreamExt, TryStreamExt};
 use limits::containers::memory_used;
 use tokio::sync::OnceCell;
@@ -44,6 +44,43 @@ pub struct DockerCollector {
     docker: OnceCell<Docker>,
     concurrency: usize,
     previous: Mutex<HashMap<String, (u64, Instant)>>,
+    /// OOM kills per container id, counted from the engine's `oom` events
+    /// since the first collection.
+    oom_kills: Arc<Mutex<HashMap<String, u64>>>,
+    watcher: OnceCell<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for DockerCollector {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.get() {
+            w.abort();
+        }
+    }
+}
+
+/// Counts the engine's `oom` events per container until aborted,
+/// resubscribing (after a pause) when the event stream ends or fails.
+async fn watch_oom(docker: Docker, counts: Arc<Mutex<HashMap<String, u64>>>) {
+    loop {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("event".to_owned(), vec!["oom".to_owned()]),
+        ]);
+        let mut events = Box::pin(docker.events(Some(EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        })));
+        while let Ok(Some(event)) = events.try_next().await {
+            if let Some(id) = event.actor.and_then(|a| a.id) {
+                *counts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(id)
+                    .or_default() += 1;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
 }
 
 impl Default for DockerCollector {
@@ -147,6 +184,8 @@ impl DockerCollector {
             docker: OnceCell::new(),
             concurrency: concurrency.max(1),
             previous: Mutex::new(HashMap::new()),
+            oom_kills: Arc::new(Mutex::new(HashMap::new())),
+            watcher: OnceCell::new(),
         }
     }
 
@@ -172,6 +211,11 @@ impl Collector for DockerCollector {
 
     async fn collect(&self) -> Result<Vec<Family>, CollectError> {
         let docker = self.docker().await?;
+        self.watcher
+            .get_or_init(|| async {
+                tokio::spawn(watch_oom(docker.clone(), Arc::clone(&self.oom_kills)))
+            })
+            .await;
         let containers = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
@@ -227,6 +271,11 @@ impl Collector for DockerCollector {
             .await;
 
         let mut f = Families::new();
+        let oom_kills = self
+            .oom_kills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut previous = self.previous.lock().unwrap_or_else(PoisonError::into_inner);
         let mut seen = HashMap::new();
         for (id, name, image, labels, stats, inspect, at) in fetched {
@@ -267,6 +316,8 @@ impl Collector for DockerCollector {
                 }
                 seen.insert(id.clone(), (ns, at));
             }
+            f.oom_kills
+                .push(&l, oom_kills.get(&id).copied().unwrap_or(0) as f64);
             f.rx.push(&l, s.network.0 as f64);
             f.tx.push(&l, s.network.1 as f64);
             f.read.push(&l, s.block.0 as f64);
@@ -308,6 +359,7 @@ struct Families {
     write: Family,
     restarts: Family,
     oom: Family,
+    oom_kills: Family,
     healthy: Family,
 }
 
@@ -358,6 +410,10 @@ impl Families {
                 "shipshape_container_oom_killed",
                 "Whether the container's last exit was an OOM kill.",
             ),
+            oom_kills: Family::counter(
+                "shipshape_container_oom_kills",
+                "OOM kills in the container (the engine's oom events) since metricsd started.",
+            ),
             healthy: Family::gauge(
                 "shipshape_container_healthy",
                 "Health check status: 1 healthy, 0 unhealthy or starting (absent without a health check).",
@@ -378,6 +434,7 @@ impl Families {
             self.write,
             self.restarts,
             self.oom,
+            self.oom_kills,
             self.healthy,
         ]
     }
