@@ -255,6 +255,29 @@ impl DockerCleanup {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Waits (up to 30 s) until `path` in the running `container` has
+    /// `size` bytes: a test's filler has finished writing.
+    pub fn wait_for_size(container: &str, path: &str, size: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = std::process::Command::new("docker")
+                .args(["exec", container, "stat", "-c", "%s", path])
+                .output();
+            let got = out
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            if got == Some(size) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} in {container} did not reach {size} bytes (last: {got:?})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A unique name with this prefix, removed with the cleanup.
     pub fn container(&mut self, prefix: &str) -> String {
         let name = unique(prefix);

@@ -167,7 +167,7 @@ fn a_limit_below_current_usage_is_refused() {
         "-c",
         "head -c 48m /dev/zero > /dev/shm/fill; sleep 600",
     ]);
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    DockerCleanup::wait_for_size(&hog, "/dev/shm/fill", 48 << 20);
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("limits.toml");
     std::fs::write(

@@ -57,7 +57,7 @@ async fn counts_memory_against_its_own_limit_and_cpu() {
     let paused = c.container("shipshape-it-paused");
     docker(&["run", "-d", "--name", &paused, &image, "sleep", "600"]);
     docker(&["pause", &paused]);
-    std::thread::sleep(Duration::from_secs(2));
+    DockerCleanup::wait_for_size(&hog, "/dev/shm/fill", 48 << 20);
 
     let collector = DockerCollector::default();
     let f = collector.collect().await.expect("collect");
