@@ -4,7 +4,8 @@
 #
 #   scripts/install-deps.sh          # test tools: age, zstd, tar, mkfifo, setpriv, curl, openssl,
 #                                    # PostgreSQL (server and client tools), Prometheus and
-#                                    # promtool, busybox-static, cargo-fuzz
+#                                    # promtool, busybox-static, PowerDNS (sqlite backend), Knot DNS,
+#                                    # sqlite3, dig, cargo-fuzz
 #   scripts/install-deps.sh --bench  # plus restic, gzip, GNU time, prometheus-node-exporter,
 #                                    # prometheus-postgres-exporter
 set -euo pipefail
@@ -21,6 +22,10 @@ compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || want+=([/usr/lib/pos
 want+=([openssl]=openssl)
 # Prometheus and promtool: metricsd's output is checked and scraped by the real thing.
 want+=([prometheus]=prometheus [promtool]=prometheus)
+# DNS: PowerDNS Authoritative (sqlite backend, HTTP API) and Knot DNS, the
+# servers the DNS tests manage records on; dig to see when they are up.
+want+=([pdns_server]=pdns-server [/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql]=pdns-backend-sqlite3
+       [knotd]=knot [sqlite3]=sqlite3 [dig]=bind9-dnsutils)
 # The Docker tests' image is made from Debian's static busybox (nothing can be pulled).
 want+=([busybox]=busybox-static)
 if $bench; then
@@ -32,7 +37,9 @@ fi
 
 missing=()
 for cmd in "${!want[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+  # A path stands for a file the package installs; a word for a command.
+  if [[ $cmd == /* ]]; then [[ -e $cmd ]] && continue; else command -v "$cmd" >/dev/null 2>&1 && continue; fi
+  missing+=("${want[$cmd]}")
 done
 
 if ((${#missing[@]})); then

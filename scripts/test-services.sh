@@ -2,7 +2,7 @@
 # Installs, starts and stops the real servers Shipshape's tests talk to.
 #
 #   scripts/test-services.sh start   # install (once) and start; prints the env file path
-#   scripts/test-services.sh start postgres   # (or garage, or docker) just that one
+#   scripts/test-services.sh start postgres   # (or dns, garage, docker) just that one
 #   scripts/test-services.sh stop    # stop what `start` started
 #   scripts/test-services.sh env     # print the environment the tests read
 #
@@ -19,6 +19,13 @@
 #                 preloaded (tests create the extension where they need
 #                 it). Run as the `postgres` user when started by root
 #                 (initdb refuses root).
+#   PowerDNS      Authoritative Server with the sqlite backend: DNS on
+#                 127.0.0.1:15353, HTTP API on http://127.0.0.1:18081 (key
+#                 shipshape-test-pdns); tests create their own zones.
+#   Knot DNS      DNS on 127.0.0.1:15354 taking RFC 2136 updates and AXFR
+#                 signed with the TSIG key shipshape-test (hmac-sha256, a
+#                 fixed test secret) for the zones k1.test .. k4.test, and
+#                 broken.test, whose zone file does not load (SERVFAIL).
 #   Docker        the machine's Docker Engine, and an image
 #                 shipshape-test/busybox imported from Debian's busybox-static.
 #
@@ -179,6 +186,115 @@ stop_postgres() {
   as_pg "$bin/pg_ctl" -D "$pd/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+PDNS_DNS_PORT=15353
+PDNS_API_PORT=18081
+PDNS_API_KEY=shipshape-test-pdns
+
+start_powerdns() {
+  local pd=$dir/powerdns
+  if [[ -e $pd/pid ]] && kill -0 "$(cat "$pd/pid")" 2>/dev/null; then
+    echo "PowerDNS already running (pid $(cat "$pd/pid"))" >&2
+    return
+  fi
+  command -v pdns_server >/dev/null || { echo "pdns_server is missing: run scripts/install-deps.sh" >&2; exit 1; }
+  rm -rf "$pd"; mkdir -p "$pd"
+  sqlite3 "$pd/pdns.sqlite3" < /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql
+  cat >"$pd/pdns.conf" <<CONF
+launch=gsqlite3
+gsqlite3-database=$pd/pdns.sqlite3
+local-address=127.0.0.1
+local-port=$PDNS_DNS_PORT
+socket-dir=$pd
+daemon=no
+guardian=no
+disable-syslog=yes
+security-poll-suffix=
+api=yes
+api-key=$PDNS_API_KEY
+webserver=yes
+webserver-address=127.0.0.1
+webserver-port=$PDNS_API_PORT
+webserver-allow-from=127.0.0.0/8
+default-soa-content=ns1.@ hostmaster.@ 0 10800 3600 604800 60
+# Answers change the moment the API changes them (no packet cache).
+cache-ttl=0
+negquery-cache-ttl=0
+query-cache-ttl=0
+zone-cache-refresh-interval=0
+CONF
+  setsid pdns_server --config-dir="$pd" >"$pd/pdns.log" 2>&1 </dev/null &
+  echo $! >"$pd/pid"
+  local deadline=$((SECONDS + 15))
+  until curl -fsS -H "X-API-Key: $PDNS_API_KEY" "http://127.0.0.1:$PDNS_API_PORT/api/v1/servers/localhost" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then
+      echo "PowerDNS did not start within 15 s; its log:" >&2; cat "$pd/pdns.log" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+  echo "PowerDNS $(pdns_server --version 2>&1 | grep -o 'Server [0-9.]*' | head -1) on 127.0.0.1:$PDNS_DNS_PORT, API :$PDNS_API_PORT" >&2
+}
+
+KNOT_PORT=15354
+KNOT_KEY=shipshape-test
+# A fixed test secret (base64 of 32 bytes): nothing secret is at stake.
+KNOT_SECRET=c2hpcHNoYXBlLXRlc3QtdHNpZy1zZWNyZXQtMzJieXQ=
+KNOT_ZONES="k1.test k2.test k3.test k4.test"
+
+start_knot() {
+  local kd=$dir/knot
+  if [[ -e $kd/knot.pid ]] && kill -0 "$(cat "$kd/knot.pid")" 2>/dev/null; then
+    echo "Knot already running (pid $(cat "$kd/knot.pid"))" >&2
+    return
+  fi
+  command -v knotd >/dev/null || { echo "knotd is missing: run scripts/install-deps.sh" >&2; exit 1; }
+  rm -rf "$kd"; mkdir -p "$kd/zones" "$kd/db"
+  {
+    cat <<CONF
+server:
+    rundir: "$kd"
+    listen: 127.0.0.1@$KNOT_PORT
+database:
+    storage: "$kd/db"
+key:
+  - id: $KNOT_KEY
+    algorithm: hmac-sha256
+    secret: $KNOT_SECRET
+acl:
+  - id: shipshape
+    address: 127.0.0.0/8
+    key: $KNOT_KEY
+    action: [update, transfer]
+template:
+  - id: default
+    storage: "$kd/zones"
+    file: "%s.zone"
+zone:
+CONF
+    for z in $KNOT_ZONES broken.test; do printf '  - domain: %s\n    acl: shipshape\n' "$z"; done
+  } >"$kd/knot.conf"
+  for z in $KNOT_ZONES; do
+    printf '$ORIGIN %s.\n$TTL 60\n@ SOA ns1 hostmaster 1 3600 600 86400 60\n@ NS ns1\nns1 A 127.0.0.1\n' "$z" >"$kd/zones/$z.zone"
+  done
+  printf 'this is not a zone file\n' >"$kd/zones/broken.test.zone"
+  setsid knotd -c "$kd/knot.conf" >"$kd/knot.log" 2>&1 </dev/null &
+  local deadline=$((SECONDS + 15))
+  until dig +short +time=1 +tries=1 -p "$KNOT_PORT" @127.0.0.1 SOA k1.test 2>/dev/null | grep -q hostmaster; do
+    if ((SECONDS > deadline)); then
+      echo "Knot did not start within 15 s; its log:" >&2; cat "$kd/knot.log" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+  echo "Knot DNS $(knotd --version | awk '{print $NF}') on 127.0.0.1:$KNOT_PORT, zones $KNOT_ZONES" >&2
+}
+
+stop_dns() {
+  local f
+  for f in "$dir/powerdns/pid" "$dir/knot/knot.pid"; do
+    [[ -e $f ]] && { kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; }
+  done
+  return 0
+}
+
 IMAGE=shipshape-test/busybox:latest
 
 # The Docker tests' image: Debian's static busybox and its applet links,
@@ -212,20 +328,28 @@ export SHIPSHAPE_TEST_PG_URL=postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT
 export SHIPSHAPE_TEST_PG_CA=$(pg_dir)/tls/ca.crt
 export SHIPSHAPE_TEST_PG_BIN=$(pg_bin)
 export SHIPSHAPE_TEST_DOCKER_IMAGE=$IMAGE
+export SHIPSHAPE_TEST_PDNS_DNS=127.0.0.1:$PDNS_DNS_PORT
+export SHIPSHAPE_TEST_PDNS_API=http://127.0.0.1:$PDNS_API_PORT
+export SHIPSHAPE_TEST_PDNS_API_KEY=$PDNS_API_KEY
+export SHIPSHAPE_TEST_KNOT_DNS=127.0.0.1:$KNOT_PORT
+export SHIPSHAPE_TEST_KNOT_KEY=$KNOT_KEY
+export SHIPSHAPE_TEST_KNOT_SECRET=$KNOT_SECRET
+export SHIPSHAPE_TEST_KNOT_ZONES="$KNOT_ZONES"
 ENV
 }
 
 case ${1:-} in
   start)
     case ${2:-all} in
-      all) start_postgres; start_garage; build_image ;;
+      all) start_postgres; start_powerdns; start_knot; start_garage; build_image ;;
       postgres) start_postgres ;;
+      dns) start_powerdns; start_knot ;;
       garage) start_garage ;;
       docker) build_image ;;
-      *) echo "unknown service ${2}: postgres, garage or docker" >&2; exit 2 ;;
+      *) echo "unknown service ${2}: postgres, dns, garage or docker" >&2; exit 2 ;;
     esac
     write_env; echo "$envfile" ;;
-  stop) stop_garage; stop_postgres ;;
+  stop) stop_garage; stop_postgres; stop_dns ;;
   env) write_env; cat "$envfile" ;;
-  *) sed -n '2,27p' "$0"; exit 2 ;;
+  *) sed -n '2,33p' "$0"; exit 2 ;;
 esac

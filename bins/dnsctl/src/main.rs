@@ -1,0 +1,294 @@
+//! `dnsctl`: DNS that is checked.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dns::check::{Check, Servers, check};
+use dns::plan::{Plan, apply, plan, verify};
+use dns::provider::ProviderConfig;
+use dns::record::canonical_value;
+use dns::records::RecordsFile;
+use dns::{Error, RecordType};
+
+/// Checks that names resolve as they should — on the system resolvers,
+/// on resolvers you name, or on every authoritative server of the zone —
+/// and keeps a zone's records as a records file declares them: planned,
+/// applied through PowerDNS, RFC 2136 (TSIG) or Cloudflare, then
+/// confirmed on the authoritative servers.
+///
+/// Provider credentials come from environment variables or files the
+/// provider config names (PDNS_API_KEY, DNS_TSIG_SECRET,
+/// CLOUDFLARE_API_TOKEN by default), never from the command line.
+///
+/// Exit codes: 0 success (check: every server agrees); 1 failure (check:
+/// a server disagrees, with the status named); 2 usage error.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Asks every server at once and compares the answers.
+    ///
+    /// Example: dnsctl check www.example.com --type A --expect 192.0.2.10 --authoritative
+    Check {
+        /// The name to look up (absolute; a trailing dot is optional).
+        name: String,
+        /// A, AAAA, CNAME, TXT, MX, NS, CAA or SRV.
+        #[arg(long = "type", short = 't', default_value = "A")]
+        rtype: String,
+        /// A value every server must answer (repeat for a set: all of
+        /// them, and nothing else).
+        #[arg(long)]
+        expect: Vec<String>,
+        /// A resolver to ask, IP:PORT (repeat; default: /etc/resolv.conf).
+        /// With --authoritative, the resolvers the NS records are looked
+        /// up through.
+        #[arg(long = "resolver", value_name = "IP:PORT")]
+        resolvers: Vec<SocketAddr>,
+        /// Ask the zone's authoritative servers directly (its NS records'
+        /// addresses), not resolvers.
+        #[arg(long)]
+        authoritative: bool,
+        /// The port the authoritative servers listen on.
+        #[arg(long, default_value_t = 53, requires = "authoritative")]
+        port: u16,
+        /// How long to wait for each server (all are asked at once).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows what apply would create, update and delete. Records the file
+    /// does not manage are left alone.
+    Plan {
+        #[command(flatten)]
+        files: Files,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Applies the plan, then asks the authoritative servers until they
+    /// answer the new values (exit 1 if they do not in time).
+    Apply {
+        #[command(flatten)]
+        files: Files,
+        /// How long to wait for the authoritative servers to answer the new values.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        verify_timeout: Duration,
+        /// Apply a plan that deletes more than the records file's
+        /// max_delete_share of the zone, or overwrites record sets no
+        /// marker says are ours.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Files {
+    /// The records file (TOML): zone, owner, [[record]] entries.
+    #[arg(long)]
+    records: PathBuf,
+    /// The provider config (TOML): provider = "powerdns" | "rfc2136" | "cloudflare".
+    #[arg(long)]
+    provider: PathBuf,
+}
+
+impl Files {
+    fn load(&self) -> Result<(RecordsFile, ProviderConfig), Error> {
+        Ok((
+            RecordsFile::load(&self.records)?,
+            ProviderConfig::load(&self.provider)?,
+        ))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dnsctl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dnsctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_plan(plan: &Plan) {
+    if plan.is_empty() {
+        println!("no changes: {} matches the records file", plan.zone);
+        return;
+    }
+    for change in plan.changes.iter().chain(&plan.markers) {
+        println!("{}", change.line());
+    }
+    for reason in &plan.needs_force {
+        println!("needs --force: {reason}");
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check {
+            name,
+            rtype,
+            expect,
+            resolvers,
+            authoritative,
+            port,
+            timeout,
+            json,
+        } => {
+            let rtype: RecordType = rtype.parse()?;
+            let expect = if expect.is_empty() {
+                None
+            } else {
+                Some(
+                    expect
+                        .iter()
+                        .map(|v| canonical_value(rtype, v, None))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+            };
+            let servers = if authoritative {
+                Servers::Authoritative {
+                    via: resolvers,
+                    port,
+                }
+            } else if resolvers.is_empty() {
+                Servers::System
+            } else {
+                Servers::Resolvers(resolvers)
+            };
+            let report = check(
+                &Check {
+                    name,
+                    rtype,
+                    expect,
+                    timeout,
+                },
+                &servers,
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let agree = report.servers.iter().filter(|s| s.agrees).count();
+                let expected = report
+                    .expect
+                    .as_ref()
+                    .map(|e| format!(", expected {}", e.join(", ")))
+                    .unwrap_or_default();
+                println!(
+                    "{} {}: {agree}/{} servers agree{expected} [{} ms]",
+                    report.name,
+                    report.rtype,
+                    report.servers.len(),
+                    report.elapsed_ms
+                );
+                for line in report.lines() {
+                    println!("  {line}");
+                }
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Plan { files, json } => {
+            let (records, config) = files.load()?;
+            let existing = config.provider.list(&records.zone).await?;
+            let plan = plan(&records, &existing);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print_plan(&plan);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply {
+            files,
+            verify_timeout,
+            force,
+            json,
+        } => {
+            let (records, config) = files.load()?;
+            let existing = config.provider.list(&records.zone).await?;
+            let plan = plan(&records, &existing);
+            if plan.is_empty() {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "plan": plan, "verification": null })
+                    );
+                } else {
+                    print_plan(&plan);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !json {
+                print_plan(&plan);
+            }
+            apply(config.provider.as_ref(), &plan, force)
+                .await
+                .context("applying")?;
+            let verification = verify(
+                &plan,
+                &config.verify,
+                verify_timeout,
+                Duration::from_millis(250),
+            )
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "plan": plan, "verification": verification })
+                    )?
+                );
+            } else if verification.converged {
+                println!(
+                    "applied; every authoritative server answers the new values ({} ms)",
+                    verification.elapsed_ms
+                );
+            } else {
+                println!(
+                    "applied, but after {} ms these do not answer the new values yet:",
+                    verification.elapsed_ms
+                );
+                for report in &verification.pending {
+                    for line in report.lines() {
+                        println!("  {} {}: {line}", report.name, report.rtype);
+                    }
+                }
+            }
+            Ok(if verification.converged {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
