@@ -1,8 +1,10 @@
 //! Shared helpers for Shipshape's tests: finding the stock tools tests
 //! compare against, generating random file trees for property tests, and
 //! comparing trees in every detail a backup must keep, finding the real
-//! servers tests talk to, and injecting network faults between them.
+//! servers tests talk to, and injecting network faults between them; a
+//! local stand-in for the Cloudflare API.
 
+pub mod cloudflare;
 pub mod http;
 pub mod proxy;
 pub mod services;

@@ -209,6 +209,86 @@ pub fn postgres() -> Option<PgServer> {
     })
 }
 
+/// Whether something answers on this TCP address within 2 s.
+fn answers(addr: &SocketAddr) -> bool {
+    TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok()
+}
+
+/// PowerDNS Authoritative with its HTTP API (sqlite backend).
+#[derive(Debug, Clone)]
+pub struct PowerDnsServer {
+    /// Where it answers DNS (UDP and TCP).
+    pub dns: SocketAddr,
+    /// `http://127.0.0.1:18081`.
+    pub api: String,
+    /// The API key (`X-API-Key`).
+    pub api_key: String,
+}
+
+/// The PowerDNS test server, when it is configured and answering; see
+/// [`s3`] for what happens when it is not.
+pub fn powerdns() -> Option<PowerDnsServer> {
+    let s = settings();
+    let get = |k: &str| s.get(k).cloned();
+    let (Some(dns), Some(api), Some(api_key)) = (
+        get("SHIPSHAPE_TEST_PDNS_DNS").and_then(|d| d.parse().ok()),
+        get("SHIPSHAPE_TEST_PDNS_API"),
+        get("SHIPSHAPE_TEST_PDNS_API_KEY"),
+    ) else {
+        return unavailable("the PowerDNS test server is not configured");
+    };
+    if !answers(&dns) {
+        return unavailable(&format!(
+            "the PowerDNS test server is not answering at {dns}"
+        ));
+    }
+    Some(PowerDnsServer { dns, api, api_key })
+}
+
+/// Knot DNS taking TSIG-signed updates and transfers.
+#[derive(Debug, Clone)]
+pub struct KnotServer {
+    /// Where it answers DNS (UDP and TCP).
+    pub dns: SocketAddr,
+    /// The TSIG key's name (hmac-sha256).
+    pub key_name: String,
+    /// Its secret, base64.
+    pub secret: String,
+    /// Zones the key may update (`k1.test`, ...); each test takes its own.
+    pub zones: Vec<String>,
+}
+
+/// The Knot test server, when it is configured and answering; see [`s3`]
+/// for what happens when it is not.
+pub fn knot() -> Option<KnotServer> {
+    let s = settings();
+    let get = |k: &str| s.get(k).cloned();
+    let (Some(dns), Some(key_name), Some(secret), Some(zones)) = (
+        get("SHIPSHAPE_TEST_KNOT_DNS").and_then(|d| d.parse().ok()),
+        get("SHIPSHAPE_TEST_KNOT_KEY"),
+        get("SHIPSHAPE_TEST_KNOT_SECRET"),
+        get("SHIPSHAPE_TEST_KNOT_ZONES"),
+    ) else {
+        return unavailable("the Knot DNS test server is not configured");
+    };
+    if !answers(&dns) {
+        return unavailable(&format!(
+            "the Knot DNS test server is not answering at {dns}"
+        ));
+    }
+    let zones = zones
+        .trim_matches('"')
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    Some(KnotServer {
+        dns,
+        key_name,
+        secret,
+        zones,
+    })
+}
+
 /// The test image for the Docker Engine (`shipshape-test/busybox`), when
 /// the engine answers and the image is there; see [`s3`] for what happens
 /// when it is not.

@@ -139,8 +139,21 @@ impl Cloudflare {
         what: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<(Option<T>, Option<ResultInfo>), Error> {
+        self.call_with_codes(what, request)
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// As `call`, with Cloudflare's error codes beside the error.
+    async fn call_with_codes<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Option<T>, Option<ResultInfo>), (Vec<i64>, Error)> {
         let response = request.bearer_auth(self.token.expose()).send().await;
-        let (status, envelope): (_, Envelope<T>) = super::http_json(NAME, what, response).await?;
+        let (status, envelope): (_, Envelope<T>) = super::http_json(NAME, what, response)
+            .await
+            .map_err(|e| (Vec::new(), e))?;
         if envelope.success && status.is_success() {
             return Ok((envelope.result, envelope.result_info));
         }
@@ -159,10 +172,13 @@ impl Cloudflare {
                 format!("error {}: {}{hint}", e.code, e.message)
             })
             .collect();
-        Err(Error::Provider {
-            provider: NAME,
-            message: format!("{what}: HTTP {status}: {}", errors.join("; ")),
-        })
+        Err((
+            envelope.errors.iter().map(|e| e.code).collect(),
+            Error::Provider {
+                provider: NAME,
+                message: format!("{what}: HTTP {status}: {}", errors.join("; ")),
+            },
+        ))
     }
 
     async fn zone_id(&self, zone: &str) -> Result<String, Error> {
