@@ -42,8 +42,8 @@ enum Command {
         /// The name to look up (absolute; a trailing dot is optional).
         name: String,
         /// A, AAAA, CNAME, TXT, MX, NS, CAA or SRV.
-        #[arg(long = "type", short = 't', default_value = "A")]
-        rtype: String,
+        #[arg(long = "type", short = 't', default_value = "A", value_parser = parse_type)]
+        rtype: RecordType,
         /// A value every server must answer (repeat for a set: all of
         /// them, and nothing else).
         #[arg(long)]
@@ -114,6 +114,10 @@ impl Files {
     }
 }
 
+fn parse_type(s: &str) -> Result<RecordType, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -160,7 +164,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             json,
         } => {
-            let rtype: RecordType = rtype.parse()?;
             let expect = if expect.is_empty() {
                 None
             } else {

@@ -5,6 +5,7 @@
 //! local stand-in for the Cloudflare API.
 
 pub mod cloudflare;
+pub mod dns;
 pub mod http;
 pub mod proxy;
 pub mod services;

@@ -11,43 +11,31 @@ use crate::{R, rt};
 
 const TOKEN: &str = "cf-test-token-5f2b9c";
 
+/// The shared records file, plus a proxied record with automatic TTL,
+/// an SRV and a CAA (Cloudflare takes those two as `data`).
 fn file(extra: &str) -> Result<RecordsFile, dns::Error> {
-    RecordsFile::parse(&format!(
-        r#"
-        zone = "example.com"
-        owner = "cf-tests"
-        [[record]]
-        name = "www"
-        type = "A"
-        values = ["192.0.2.10", "192.0.2.11"]
-        proxied = true
-        ttl = 1
-        [[record]]
-        name = "www"
-        type = "AAAA"
-        value = "2001:db8::10"
-        [[record]]
-        name = "alias"
-        type = "CNAME"
-        value = "www"
-        [[record]]
-        name = "@"
-        type = "TXT"
-        values = ["v=spf1 -all", "say \"hi\""]
-        [[record]]
-        name = "@"
-        type = "MX"
-        values = ["10 mail", "20 mail2"]
-        [[record]]
-        name = "_sip._tcp"
-        type = "SRV"
-        value = "10 5 5060 sip"
-        [[record]]
-        name = "@"
-        type = "CAA"
-        value = "0 issue \"letsencrypt.org\""
-        {extra}
-        "#
+    let cloudflare_only = r#"
+[[record]]
+name = "cdn"
+type = "A"
+value = "192.0.2.20"
+proxied = true
+ttl = 1
+
+[[record]]
+name = "_sip._tcp"
+type = "SRV"
+value = "10 5 5060 sip"
+
+[[record]]
+name = "@"
+type = "CAA"
+value = "0 issue \"letsencrypt.org\""
+"#;
+    RecordsFile::parse(&test_support::dns::records_file(
+        "example.com",
+        "cf-tests",
+        &format!("{cloudflare_only}{extra}"),
     ))
 }
 
@@ -88,10 +76,10 @@ fn cloudflare_apply_converges_across_pages_and_leaves_other_records_alone() -> R
                 want.name
             );
         }
-        let www = listed
+        let cdn = listed
             .iter()
-            .find(|s| s.name == "www.example.com." && s.rtype == RecordType::A);
-        assert_eq!(www.and_then(|s| s.proxied), Some(true));
+            .find(|s| s.name == "cdn.example.com." && s.rtype == RecordType::A);
+        assert_eq!(cdn.and_then(|s| s.proxied), Some(true));
         for set in &unmanaged {
             let got = listed.iter().find(|s| s.key() == set.key());
             assert_eq!(got.map(|s| &s.values), Some(&set.values));

@@ -81,35 +81,7 @@ fn authoritative(server: SocketAddr) -> Servers {
 }
 
 fn records_file(zone: &str, extra: &str) -> Result<RecordsFile, Error> {
-    RecordsFile::parse(&format!(
-        r#"
-        zone = "{zone}"
-        owner = "tests"
-        ttl = 60
-        [[record]]
-        name = "www"
-        type = "A"
-        values = ["192.0.2.10", "192.0.2.11"]
-        [[record]]
-        name = "www"
-        type = "AAAA"
-        value = "2001:db8::10"
-        [[record]]
-        name = "alias"
-        type = "CNAME"
-        value = "www"
-        [[record]]
-        name = "@"
-        type = "TXT"
-        values = ["v=spf1 -all", "a \"quoted\" \\ value that is long enough to need two character-strings: {long}"]
-        [[record]]
-        name = "@"
-        type = "MX"
-        values = ["10 mail", "20 mail.backup.example."]
-        {extra}
-        "#,
-        long = "x".repeat(300)
-    ))
+    RecordsFile::parse(&test_support::dns::records_file(zone, "tests", extra))
 }
 
 /// Apply converges, every record answers on the authoritative servers, a
