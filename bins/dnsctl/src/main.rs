@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dns::check::{Check, Servers, check};
+use dns::check::{Check, Report, Servers, check, check_all};
 use dns::plan::{Plan, apply, plan, verify};
 use dns::provider::ProviderConfig;
 use dns::record::canonical_value;
@@ -39,20 +39,8 @@ enum Command {
     ///
     /// Example: dnsctl check www.example.com --type A --expect 192.0.2.10 --authoritative
     Check {
-        /// The name to look up (absolute; a trailing dot is optional).
-        name: String,
-        /// A, AAAA, CNAME, TXT, MX, NS, CAA or SRV.
-        #[arg(long = "type", short = 't', default_value = "A", value_parser = parse_type)]
-        rtype: RecordType,
-        /// A value every server must answer (repeat for a set: all of
-        /// them, and nothing else).
-        #[arg(long)]
-        expect: Vec<String>,
-        /// A resolver to ask, IP:PORT (repeat; default: /etc/resolv.conf).
-        /// With --authoritative, the resolvers the NS records are looked
-        /// up through.
-        #[arg(long = "resolver", value_name = "IP:PORT")]
-        resolvers: Vec<SocketAddr>,
+        #[command(flatten)]
+        question: Question,
         /// Ask the zone's authoritative servers directly (its NS records'
         /// addresses), not resolvers.
         #[arg(long)]
@@ -60,12 +48,24 @@ enum Command {
         /// The port the authoritative servers listen on.
         #[arg(long, default_value_t = 53, requires = "authoritative")]
         port: u16,
-        /// How long to wait for each server (all are asked at once).
+    },
+    /// Whether a change has reached everyone: the zone's authoritative
+    /// servers and the resolvers (--resolver, or the system's) in one
+    /// report; with --wait, asks again every --interval until all agree.
+    ///
+    /// Example: dnsctl propagation www.example.com --expect 192.0.2.10 --resolver 1.1.1.1:53 --wait 10m
+    Propagation {
+        #[command(flatten)]
+        question: Question,
+        /// The port the authoritative servers listen on.
+        #[arg(long, default_value_t = 53)]
+        port: u16,
+        /// Keep asking until every server agrees, or this long has passed.
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+        /// How often to ask again while waiting.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-        timeout: Duration,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        interval: Duration,
     },
     /// Shows what apply would create, update and delete. Records the file
     /// does not manage are left alone.
@@ -95,9 +95,92 @@ enum Command {
     },
 }
 
+/// What to ask, and how.
+#[derive(Debug, clap::Args)]
+struct Question {
+    /// The name to look up (absolute; a trailing dot is optional).
+    name: String,
+    /// A, AAAA, CNAME, TXT, MX, NS, CAA or SRV.
+    #[arg(long = "type", short = 't', default_value = "A", value_parser = parse_type)]
+    rtype: RecordType,
+    /// A value every server must answer (repeat for a set: all of them,
+    /// and nothing else).
+    #[arg(long)]
+    expect: Vec<String>,
+    /// A resolver to ask, IP:PORT (repeat; default: /etc/resolv.conf).
+    /// For authoritative servers, the resolvers their NS records are
+    /// looked up through.
+    #[arg(long = "resolver", value_name = "IP:PORT")]
+    resolvers: Vec<SocketAddr>,
+    /// How long to wait for each server (all are asked at once).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Question {
+    fn check(&self) -> Result<Check, Error> {
+        let expect = if self.expect.is_empty() {
+            None
+        } else {
+            Some(
+                self.expect
+                    .iter()
+                    .map(|v| canonical_value(self.rtype, v, None))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        };
+        Ok(Check {
+            name: self.name.clone(),
+            rtype: self.rtype,
+            expect,
+            timeout: self.timeout,
+        })
+    }
+
+    fn resolvers(&self) -> Servers {
+        if self.resolvers.is_empty() {
+            Servers::System
+        } else {
+            Servers::Resolvers(self.resolvers.clone())
+        }
+    }
+
+    /// Prints the report; the exit code it means.
+    fn print(&self, report: &Report) -> anyhow::Result<ExitCode> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(report)?);
+        } else {
+            let agree = report.servers.iter().filter(|s| s.agrees).count();
+            let expected = report
+                .expect
+                .as_ref()
+                .map(|e| format!(", expected {}", e.join(", ")))
+                .unwrap_or_default();
+            println!(
+                "{} {}: {agree}/{} servers agree{expected} [{} ms]",
+                report.name,
+                report.rtype,
+                report.servers.len(),
+                report.elapsed_ms
+            );
+            for line in report.lines() {
+                println!("  {line}");
+            }
+        }
+        Ok(if report.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct Files {
-    /// The records file (TOML): zone, owner, [[record]] entries.
+    /// The records file (TOML): zone, owner, and one `[[record]]` table per record set.
     #[arg(long)]
     records: PathBuf,
     /// The provider config (TOML): provider = "powerdns" | "rfc2136" | "cloudflare".
@@ -155,70 +238,52 @@ fn print_plan(plan: &Plan) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check {
-            name,
-            rtype,
-            expect,
-            resolvers,
+            question,
             authoritative,
             port,
-            timeout,
-            json,
         } => {
-            let expect = if expect.is_empty() {
-                None
-            } else {
-                Some(
-                    expect
-                        .iter()
-                        .map(|v| canonical_value(rtype, v, None))
-                        .collect::<Result<Vec<_>, _>>()?,
-                )
-            };
             let servers = if authoritative {
                 Servers::Authoritative {
-                    via: resolvers,
+                    via: question.resolvers.clone(),
                     port,
                 }
-            } else if resolvers.is_empty() {
-                Servers::System
             } else {
-                Servers::Resolvers(resolvers)
+                question.resolvers()
             };
-            let report = check(
-                &Check {
-                    name,
-                    rtype,
-                    expect,
-                    timeout,
+            let report = check(&question.check()?, &servers).await?;
+            question.print(&report)
+        }
+        Command::Propagation {
+            question,
+            port,
+            wait,
+            interval,
+        } => {
+            let groups = [
+                Servers::Authoritative {
+                    via: question.resolvers.clone(),
+                    port,
                 },
-                &servers,
-            )
-            .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                let agree = report.servers.iter().filter(|s| s.agrees).count();
-                let expected = report
-                    .expect
-                    .as_ref()
-                    .map(|e| format!(", expected {}", e.join(", ")))
-                    .unwrap_or_default();
-                println!(
-                    "{} {}: {agree}/{} servers agree{expected} [{} ms]",
-                    report.name,
-                    report.rtype,
-                    report.servers.len(),
-                    report.elapsed_ms
-                );
-                for line in report.lines() {
-                    println!("  {line}");
+                question.resolvers(),
+            ];
+            let check = question.check()?;
+            let started = std::time::Instant::now();
+            loop {
+                let report = check_all(&check, &groups).await?;
+                let elapsed = started.elapsed();
+                if report.ok || elapsed >= wait {
+                    return question.print(&report);
                 }
+                if !question.json {
+                    let agree = report.servers.iter().filter(|s| s.agrees).count();
+                    eprintln!(
+                        "{agree}/{} servers agree after {}; asking again",
+                        report.servers.len(),
+                        humantime::format_duration(Duration::from_secs(elapsed.as_secs()))
+                    );
+                }
+                tokio::time::sleep(interval.min(wait - elapsed)).await;
             }
-            Ok(if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
         }
         Command::Plan { files, json } => {
             let (records, config) = files.load()?;

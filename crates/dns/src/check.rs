@@ -130,29 +130,38 @@ pub fn system_resolvers() -> Result<Vec<SocketAddr>, Error> {
 
 /// Runs a check against every server at once.
 pub async fn check(check: &Check, servers: &Servers) -> Result<Report, Error> {
+    check_all(check, std::slice::from_ref(servers)).await
+}
+
+/// Runs a check against several groups of servers at once — a
+/// propagation check: the zone's authoritative servers and the resolvers
+/// users ask, in one report.
+pub async fn check_all(check: &Check, groups: &[Servers]) -> Result<Report, Error> {
     let started = Instant::now();
     let name = absolute(&check.name)?;
-    let targets: Vec<(SocketAddr, Option<String>)> = match servers {
-        Servers::System => system_resolvers()?.into_iter().map(|s| (s, None)).collect(),
-        Servers::Resolvers(list) => list.iter().map(|s| (*s, None)).collect(),
-        Servers::Authoritative { via, port } => {
-            let via = if via.is_empty() {
-                system_resolvers()?
-            } else {
-                via.clone()
-            };
-            authoritative_servers(&name, &via, *port, check.timeout)
-                .await?
-                .into_iter()
-                .map(|(ns, addr)| (addr, Some(ns)))
-                .collect()
+    // (address, NS name, recursion desired)
+    let mut targets: Vec<(SocketAddr, Option<String>, bool)> = Vec::new();
+    for servers in groups {
+        match servers {
+            Servers::System => {
+                targets.extend(system_resolvers()?.into_iter().map(|s| (s, None, true)))
+            }
+            Servers::Resolvers(list) => targets.extend(list.iter().map(|s| (*s, None, true))),
+            Servers::Authoritative { via, port } => {
+                let via = if via.is_empty() {
+                    system_resolvers()?
+                } else {
+                    via.clone()
+                };
+                let found = authoritative_servers(&name, &via, *port, check.timeout).await?;
+                targets.extend(found.into_iter().map(|(ns, addr)| (addr, Some(ns), false)));
+            }
         }
-    };
-    let recurse = !matches!(servers, Servers::Authoritative { .. });
+    }
     let asked = futures::future::join_all(
         targets
             .iter()
-            .map(|(addr, _)| ask(*addr, &name, check.rtype, recurse, check.timeout)),
+            .map(|(addr, _, recurse)| ask(*addr, &name, check.rtype, *recurse, check.timeout)),
     )
     .await;
     let expect = check.expect.as_ref().map(|values| {
@@ -164,7 +173,7 @@ pub async fn check(check: &Check, servers: &Servers) -> Result<Report, Error> {
     let servers: Vec<ServerReport> = asked
         .into_iter()
         .zip(targets)
-        .map(|(outcome, (_, ns))| {
+        .map(|(outcome, (_, ns, _))| {
             let agrees = outcome.answer.status == Status::NoError
                 && expect.as_ref().is_none_or(|e| *e == outcome.answer.values);
             ServerReport {

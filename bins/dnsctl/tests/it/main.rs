@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use dns::provider::Secret;
 use dns::provider::powerdns::PowerDns;
@@ -324,4 +325,64 @@ fn usage_errors_exit_2() {
         "{}",
         bad_type.stderr
     );
+}
+
+#[test]
+fn propagation_waits_until_every_server_answers_the_new_value() {
+    use std::io::{BufRead, BufReader};
+
+    use dns::DnsProvider;
+    use dns::provider::rfc2136::Rfc2136;
+    use dns::{RecordSet, RecordType};
+
+    let Some(server) = test_support::services::knot() else {
+        return;
+    };
+    let zone = format!("{}.", server.zones[2]);
+    let name = format!("propagation.{zone}");
+    let knot = Rfc2136::new(
+        server.dns,
+        &server.key_name,
+        "hmac-sha256",
+        &Secret::new(&server.secret),
+        Duration::from_secs(5),
+    )
+    .expect("client");
+    rt().block_on(async {
+        for set in knot.list(&zone).await.expect("list") {
+            if set.name == name {
+                knot.delete(&zone, &set).await.expect("reset");
+            }
+        }
+    });
+    let resolver = server.dns.to_string();
+    let port = server.dns.port().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dnsctl"))
+        .args([
+            "propagation",
+            &name,
+            "--expect",
+            "192.0.2.99",
+            "--resolver",
+            &resolver,
+        ])
+        .args(["--port", &port, "--wait", "60s", "--interval", "100ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dnsctl");
+    // It reports the first round (nobody agrees yet) ...
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("read");
+    assert!(line.contains("0/2 servers agree"), "{line}");
+    // ... and finishes once the record exists everywhere.
+    let set = RecordSet::new(name.clone(), RecordType::A, 60, vec!["192.0.2.99".into()]);
+    rt().block_on(knot.ensure(&zone, &set, None))
+        .expect("create");
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("2/2 servers agree"), "{stdout}");
 }
