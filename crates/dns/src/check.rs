@@ -53,8 +53,9 @@ pub struct ServerReport {
     /// The NS name it was found under ([`Servers::Authoritative`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns: Option<String>,
-    /// Whether it answered NOERROR with the expected values (any values
-    /// when nothing is expected).
+    /// Whether it answered NOERROR (or, for a delegation's NS records, a
+    /// referral carrying them) with the expected values (any values when
+    /// nothing is expected).
     pub agrees: bool,
 }
 
@@ -174,8 +175,11 @@ pub async fn check_all(check: &Check, groups: &[Servers]) -> Result<Report, Erro
         .into_iter()
         .zip(targets)
         .map(|(outcome, (_, ns, _))| {
-            let agrees = outcome.answer.status == Status::NoError
-                && expect.as_ref().is_none_or(|e| *e == outcome.answer.values);
+            // A referral agrees when it carries the values (a
+            // delegation's NS records, asked of the parent's servers).
+            let answered = outcome.answer.status == Status::NoError
+                || (outcome.answer.status == Status::Referral && !outcome.answer.values.is_empty());
+            let agrees = answered && expect.as_ref().is_none_or(|e| *e == outcome.answer.values);
             ServerReport {
                 outcome,
                 ns,

@@ -21,6 +21,8 @@ pub enum Status {
     NoData,
     /// The server delegated the name elsewhere instead of answering (a
     /// non-recursive query to a server that is not authoritative for it).
+    /// For an NS question about the delegated name itself, `values` holds
+    /// the delegation's NS records: what the parent zone serves for it.
     Referral,
     /// The server failed (a zone that did not load, a broken upstream).
     ServFail,
@@ -184,6 +186,22 @@ pub(crate) fn answer_of(message: &Message, asked: &Name, rtype: RecordType) -> A
             if !answer.values.is_empty() {
                 Status::NoError
             } else if delegated {
+                // Asked for the NS records of a delegated name, the parent's
+                // servers answer with them in a referral: those are the
+                // records the parent zone holds for it.
+                if rtype == RecordType::NS {
+                    answer.values = message
+                        .authorities
+                        .iter()
+                        .filter(|r| r.name.eq_ignore_root_case(&current))
+                        .filter_map(|r| match &r.data {
+                            RData::NS(_) => rdata_text(&r.data),
+                            _ => None,
+                        })
+                        .collect();
+                    answer.values.sort();
+                    answer.values.dedup();
+                }
                 Status::Referral
             } else {
                 Status::NoData

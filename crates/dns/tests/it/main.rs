@@ -97,9 +97,26 @@ async fn converges(provider: &dyn DnsProvider, zone: &str, servers: &Servers) ->
     );
     provider.ensure(zone, &unmanaged, None).await?;
 
-    let file = records_file(zone, "")?;
+    // The five types of the "done when", and SRV, CAA and a delegation's NS.
+    let more = r#"
+[[record]]
+name = "_sip._tcp"
+type = "SRV"
+value = "10 5 5060 sip"
+
+[[record]]
+name = "@"
+type = "CAA"
+value = "0 issue \"letsencrypt.org\""
+
+[[record]]
+name = "sub"
+type = "NS"
+values = ["ns1.elsewhere.example.", "ns2.elsewhere.example."]
+"#;
+    let file = records_file(zone, more)?;
     let first = plan(&file, &provider.list(zone).await?);
-    assert_eq!(first.changes.len(), 5, "{first:#?}");
+    assert_eq!(first.changes.len(), 8, "{first:#?}");
     assert!(first.changes.iter().all(|c| c.action == Action::Create));
     assert!(first.needs_force.is_empty(), "{:?}", first.needs_force);
     apply(provider, &first, false).await?;
