@@ -26,6 +26,8 @@ want+=([prometheus]=prometheus [promtool]=prometheus)
 # servers the DNS tests manage records on; dig to see when they are up.
 want+=([pdns_server]=pdns-server [/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql]=pdns-backend-sqlite3
        [knotd]=knot [sqlite3]=sqlite3 [dig]=bind9-dnsutils)
+# The C ABI's tests: a C compiler, valgrind, Python for the ctypes example.
+want+=([cc]=gcc [valgrind]=valgrind [python3]=python3)
 # The Docker tests' image is made from Debian's static busybox (nothing can be pulled).
 want+=([busybox]=busybox-static)
 if $bench; then
