@@ -35,20 +35,6 @@ cargo test --workspace --locked
 seconds=${FUZZ_SECONDS:-20}
 if ((seconds > 0)); then
   step "fuzz smoke run, ${seconds}s per target"
-  (
-    cd fuzz
-    cargo fuzz build -s none
-    for target in $(cargo fuzz list); do
-      mkdir -p "corpus/$target"
-      cargo fuzz run -s none "$target" -- -max_total_time="$seconds" -rss_limit_mb=4096 2>&1 |
-        grep -E "^Done|DONE|panicked|ERROR|SUMMARY" || true
-      # libFuzzer exits non-zero on a finding; pipefail would hide the
-      # details, so check for artifacts explicitly.
-      if compgen -G "artifacts/$target/*" >/dev/null; then
-        echo "fuzz target $target found a failing input: fuzz/artifacts/$target/" >&2
-        exit 1
-      fi
-    done
-  )
+  scripts/fuzz.sh --seconds "$seconds" --jobs 2
 fi
 step "all checks passed"

@@ -21,6 +21,12 @@ fuzz_target!(|data: &[u8]| {
         ("a.", RecordType::TXT),
         ("_sip._tcp.example.test.", RecordType::SRV),
         ("example.test.", RecordType::CAA),
+        ("example.test.", RecordType::TXT),
+        ("sub.example.test.", RecordType::NS),
+        ("ns1.k1.test.", RecordType::A),
+        ("nope.k1.test.", RecordType::A),
+        ("ns1.k1.test.", RecordType::MX),
+        ("k1.test.", RecordType::NS),
     ] {
         if let Ok(answer) = classify(data, id, name, rtype) {
             if answer.status == Status::NoError {

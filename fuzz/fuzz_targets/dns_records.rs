@@ -22,6 +22,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(records) else {
         return;
     };
+    // Values as providers' APIs send them (PowerDNS content, Cloudflare
+    // content), whatever the type.
+    for rtype in RecordType::ALL {
+        let _ = canonical_value(rtype, text, None);
+        let _ = canonical_value(rtype, text, Some("example.test."));
+    }
     let Ok(file) = RecordsFile::parse(text) else {
         return;
     };

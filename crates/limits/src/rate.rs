@@ -38,6 +38,12 @@ pub enum Mode {
     Gcra,
 }
 
+/// The longest window a policy may have (365 days): beyond it the
+/// arithmetic of the limiter's clock would overflow. Policies read from
+/// files refuse longer windows; a longer one built in code is shortened
+/// to this.
+pub const MAX_WINDOW: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A rate limit: `limit` requests per `window` per client.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +85,11 @@ mod humantime_serde {
         })?;
         if window.is_zero() {
             return Err(serde::de::Error::custom("the window must be longer than 0"));
+        }
+        if window > super::MAX_WINDOW {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is longer than the longest window, 365 days"
+            )));
         }
         Ok(window)
     }
@@ -224,7 +235,8 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 
 impl<K: Hash + Eq + Clone, C: Clock> RateLimiter<K, C> {
     /// A limiter on `clock` (governor's `FakeRelativeClock` in tests).
-    pub fn with_clock(policy: Policy, clock: C) -> Self {
+    pub fn with_clock(mut policy: Policy, clock: C) -> Self {
+        policy.window = policy.window.min(MAX_WINDOW);
         let engine = match policy.mode {
             Mode::Gcra => {
                 let period = policy.window / policy.limit.get();
@@ -328,6 +340,30 @@ mod tests {
 
     fn n(v: u32) -> NonZeroU32 {
         NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN)
+    }
+
+    /// Regression (fuzz target rate_policy): a window longer than 584
+    /// years panicked inside governor. Read from a file it is refused;
+    /// built in code it is shortened to MAX_WINDOW.
+    #[test]
+    fn windows_beyond_a_year_are_refused_or_shortened() {
+        let err =
+            serde_json::from_str::<Policy>(r#"{"limit": 10, "window": "700y", "mode": "gcra"}"#)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+        assert!(err.contains("longest window"), "{err}");
+        for policy in [
+            Policy::gcra(n(10), Duration::MAX),
+            Policy::fixed_window(n(10), Duration::MAX),
+        ] {
+            let l: RateLimiter<u32> = RateLimiter::new(policy);
+            assert_eq!(l.policy().window, MAX_WINDOW);
+            for _ in 0..11 {
+                let _ = l.check(&1);
+            }
+            assert!(!l.check(&1).allowed);
+        }
     }
 
     #[test]
