@@ -142,7 +142,7 @@ int shipshape_dns_check(const char *name,
                         char **report_json);
 
 // Creates a rate limiter from `policy_json`: `{"limit": 100, "window":
-// "15m", "mode": "fixed_window"}` (`mode`: `fixed_window`, the default,
+// "15m", "mode": "fixed-window"}` (`mode`: `fixed-window`, the default,
 // or `gcra`; optional `max_clients`, `name`). On success `*limiter` is
 // the handle, to release with [`shipshape_ratelimiter_free`].
 //
