@@ -47,6 +47,8 @@ found=0
 printf '| target | seconds | executions | coverage | corpus | found |\n|---|---|---|---|---|---|\n'
 for t in "${targets[@]}"; do
   log=logs/$t.log
+  # What libFuzzer says it ran ("Done N runs in S second(s)"), not what was asked.
+  ran=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*$' || echo "?")
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   cov=$(grep -E '#[0-9]+.*(DONE|INITED|NEW|REDUCE|pulse)' "$log" | tail -1 | grep -o 'cov: [0-9]*' | grep -o '[0-9]*' || echo "?")
   corpus=$(find "corpus/$t" -type f | wc -l)
@@ -57,6 +59,6 @@ for t in "${targets[@]}"; do
   else
     what="nothing"
   fi
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$t" "$seconds" "$execs" "$cov" "$corpus" "$what"
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$t" "$ran" "$execs" "$cov" "$corpus" "$what"
 done
 exit "$found"

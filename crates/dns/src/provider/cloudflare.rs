@@ -119,13 +119,7 @@ fn bare(name: &str) -> &str {
 impl Cloudflare {
     /// The API at `api` ([`API_URL`], or a test server), with this token.
     pub fn new(api: &str, token: Secret) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| Error::Provider {
-                provider: NAME,
-                message: format!("cannot build an HTTP client: {e}"),
-            })?;
+        let http = super::http_client(NAME)?;
         Ok(Self {
             api: api.trim_end_matches('/').to_owned(),
             token,

@@ -262,6 +262,18 @@ impl ProviderConfig {
     }
 }
 
+/// The HTTP client of an API provider: one request never waits longer
+/// than 30 seconds.
+pub(crate) fn http_client(provider: &'static str) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| Error::Provider {
+            provider,
+            message: format!("cannot build an HTTP client: {e}"),
+        })
+}
+
 /// Reads an HTTP API's JSON answer, or says what went wrong with the
 /// status and the body's start (never the request's credentials).
 pub(crate) async fn http_json<T: serde::de::DeserializeOwned>(

@@ -48,13 +48,7 @@ impl PowerDns {
     /// The API at `url` (`http://HOST:8081`), server `server_id`
     /// (`localhost` unless configured otherwise).
     pub fn new(url: &str, server_id: &str, key: Secret) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| Error::Provider {
-                provider: NAME,
-                message: format!("cannot build an HTTP client: {e}"),
-            })?;
+        let http = super::http_client(NAME)?;
         Ok(Self {
             base: format!("{}/api/v1/servers/{server_id}", url.trim_end_matches('/')),
             key,
