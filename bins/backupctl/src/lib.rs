@@ -183,17 +183,9 @@ fn passphrase(args: &PassphraseArgs) -> Result<Option<SecretString>> {
         return Ok(Some(keys::read_passphrase_file(file)?));
     }
     if let Some(var) = &args.passphrase_env {
-        let value = std::env::var(var).map_err(|_| {
-            usage(format!(
-                "--passphrase-env: environment variable {var} is not set"
-            ))
-        })?;
-        if value.is_empty() {
-            return Err(usage(format!(
-                "--passphrase-env: environment variable {var} is empty"
-            )));
-        }
-        return Ok(Some(SecretString::from(value)));
+        return keys::read_passphrase_env(var)
+            .map(Some)
+            .map_err(|e| usage(format!("--passphrase-env: {e}")));
     }
     Ok(None)
 }

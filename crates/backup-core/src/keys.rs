@@ -295,6 +295,20 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
     Ok(SecretString::from(line.to_owned()))
 }
 
+/// Reads a passphrase from the environment variable `var`, which must be
+/// set and not empty.
+pub fn read_passphrase_env(var: &str) -> Result<SecretString> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Ok(SecretString::from(value)),
+        Ok(_) => Err(Error::Config(format!(
+            "environment variable {var} is empty"
+        ))),
+        Err(_) => Err(Error::Config(format!(
+            "environment variable {var} is not set (or not UTF-8)"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,10 +84,15 @@ impl RecordType {
         Self::ALL.into_iter().find(|ours| ours.to_hickory() == t)
     }
 
-    /// Whether the value ends in a domain name (qualified against the zone
-    /// when written without a trailing dot).
-    fn ends_in_name(self) -> bool {
-        matches!(self, Self::CNAME | Self::NS | Self::MX | Self::SRV)
+    /// For a value that ends in a domain name (qualified against the zone
+    /// when written without a trailing dot): how many fields it has.
+    fn fields_ending_in_name(self) -> Option<usize> {
+        match self {
+            Self::CNAME | Self::NS => Some(1),
+            Self::MX => Some(2),
+            Self::SRV => Some(4),
+            _ => None,
+        }
     }
 }
 
@@ -226,7 +231,16 @@ pub fn canonical_value(
         }
         _ => {
             let mut tokens: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
-            if rtype.ends_in_name() {
+            if let Some(fields) = rtype.fields_ending_in_name() {
+                // The parser below stops after the fields it knows: an
+                // extra one would be dropped silently, and the name
+                // qualified here would not be the one stored.
+                if tokens.len() != fields {
+                    return Err(bad(format!(
+                        "expected {fields} field(s), found {}",
+                        tokens.len()
+                    )));
+                }
                 let Some(last) = tokens.last_mut() else {
                     return Err(bad("empty".into()));
                 };
@@ -307,6 +321,31 @@ pub fn txt_presentation(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the dns_records fuzz target: `10 0 5 5060 sip` was stored
+    /// as the SRV record `10 0 5 5060` (target `5060`), the extra field
+    /// dropped without a word.
+    #[test]
+    fn values_with_a_wrong_number_of_fields_are_refused() {
+        let z = Some("example.test.");
+        for (rtype, text) in [
+            (RecordType::SRV, "10 0 5 5060 sip"),
+            (RecordType::SRV, "10 5060 sip"),
+            (RecordType::MX, "10 mail extra"),
+            (RecordType::MX, "mail"),
+            (RecordType::CNAME, "a b"),
+            (RecordType::NS, ""),
+        ] {
+            let err = canonical_value(rtype, text, z).expect_err(text);
+            assert!(err.to_string().contains("field"), "{err}");
+        }
+        assert_eq!(
+            canonical_value(RecordType::SRV, "10 0 5060 sip", z)
+                .ok()
+                .as_deref(),
+            Some("10 0 5060 sip.example.test.")
+        );
+    }
 
     #[test]
     fn values_are_canonical() -> Result<(), Error> {

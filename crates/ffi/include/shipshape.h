@@ -61,7 +61,9 @@ int shipshape_keygen(const char *identity_path, char **recipient);
 
 // Backs up a file or a directory (as a tar archive) to the repository
 // `repo` (a directory, or `s3://bucket/prefix`). `options_json`:
-// `{"recipients": ["age1..."], "name": "app", "level": 3}`. On success
+// `{"recipients": ["age1..."], "name": "app", "level": 3}`; instead of
+// recipients, `"passphrase_file": "/path"` (its first line; mode 0600)
+// or `"passphrase_env": "VAR"` encrypts to a passphrase. On success
 // `*manifest_json` is the new backup's manifest.
 //
 // # Safety
@@ -85,8 +87,10 @@ int shipshape_backup_fd(const char *repo, int fd, const char *options_json, char
 // Restores the backup `backup` (an id, `latest`, or `latest:NAME`) to
 // the path `target`, decrypting with the identity file `identity_file`.
 // `options_json`: `{"force": false}` (a non-empty target is refused
-// unless `force`). Every digest is checked; nothing appears at a new
-// target unless the whole restore checks out.
+// unless `force`); for a passphrase-encrypted backup add
+// `"passphrase_file"` or `"passphrase_env"` as for a backup
+// (`identity_file` may then be null). Every digest is checked; nothing
+// appears at a new target unless the whole restore checks out.
 //
 // # Safety
 // Strings are null or NUL-terminated.
@@ -97,14 +101,17 @@ int shipshape_restore(const char *repo,
                       const char *options_json);
 
 // Verifies a backup without writing anything: decrypts, decompresses
-// and checks both SHA-256 digests and the sizes. On success
-// `*report_json` is `{"id", "stored", "raw", "entries"}`.
+// and checks both SHA-256 digests and the sizes. `identity_file` and
+// `options_json` (`{"passphrase_file": ...}` or `{"passphrase_env":
+// ...}`, or null) as [`shipshape_restore`]. On success `*report_json`
+// is `{"id", "stored", "raw", "entries"}`.
 //
 // # Safety
 // Strings are null or NUL-terminated; `report_json` is null or writable.
 int shipshape_verify(const char *repo,
                      const char *backup,
                      const char *identity_file,
+                     const char *options_json,
                      char **report_json);
 
 // Lists the repository's backups: `*list_json` is `{"backups":

@@ -1,4 +1,5 @@
-"""libshipshape from Python with ctypes: a key, a backup, the list, a rate limit.
+"""libshipshape from Python with ctypes: a key, backups to it and to a passphrase, a
+verify, the list, a rate limit.
 
     python3 example.py /path/to/libshipshape.so WORKDIR
 """
@@ -37,6 +38,20 @@ _, recipient = call(lib.shipshape_keygen, f"{work}/identity.txt".encode())
 options = json.dumps({"recipients": [recipient], "name": "py"}).encode()
 _, manifest = call(lib.shipshape_backup_path, f"{work}/repo".encode(), f"{work}/data".encode(), options)
 print("backed up", json.loads(manifest)["id"])
+
+# A passphrase instead of a key: named by a variable (or a file), never
+# written into the options themselves.
+os.environ["SHIPSHAPE_EXAMPLE_PASSPHRASE"] = "correct horse battery staple"
+by_env = json.dumps({"passphrase_env": "SHIPSHAPE_EXAMPLE_PASSPHRASE", "name": "py-pass"}).encode()
+call(lib.shipshape_backup_path, f"{work}/repo".encode(), f"{work}/data".encode(), by_env)
+_, report = call(lib.shipshape_verify, f"{work}/repo".encode(), b"latest:py-pass", None,
+                 json.dumps({"passphrase_env": "SHIPSHAPE_EXAMPLE_PASSPHRASE"}).encode())
+print("verified the passphrase backup:", json.loads(report)["raw"], "bytes of tar")
+try:
+    call(lib.shipshape_verify, f"{work}/repo".encode(), b"latest:py-pass", None, None)
+except RuntimeError as e:
+    print("error:", e)
+
 _, listing = call(lib.shipshape_list, f"{work}/repo".encode())
 print(len(json.loads(listing)["backups"]), "backup(s)")
 

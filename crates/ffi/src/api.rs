@@ -6,15 +6,18 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backup_core::age::secrecy::SecretString;
 use backup_core::{
-    BackupOptions, BackupRef, Identities, Recipients, Repository, RestoreOptions, RestoreTarget,
-    Source, keys,
+    BackupOptions, BackupRef, Identities, Manifest, Recipients, Repository, RestoreOptions,
+    RestoreTarget, Source, keys,
 };
 use limits::rate::{Policy, RateLimiter};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{Failure, Result, SHIPSHAPE_OK, arg, boundary, give, need_out, options, runtime};
+use crate::{
+    Failure, Result, SHIPSHAPE_OK, arg, boundary, give, need_out, optional_arg, options, runtime,
+};
 
 /// Metrics as Prometheus text format 0.0.4.
 pub const SHIPSHAPE_FORMAT_PROMETHEUS: c_int = 0;
@@ -27,23 +30,88 @@ pub const SHIPSHAPE_FORMAT_JSON: c_int = 2;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BackupOpts {
-    /// `age1...` recipients; at least one.
+    /// `age1...` recipients; at least one, or a passphrase.
     #[serde(default)]
     recipients: Vec<String>,
+    /// Encrypt to the passphrase on this file's first line instead.
+    passphrase_file: Option<String>,
+    /// Encrypt to the passphrase in this environment variable instead.
+    passphrase_env: Option<String>,
     /// The backup's name.
     name: Option<String>,
     /// zstd level (default 3).
     level: Option<i32>,
 }
 
+/// The passphrase named by the options `passphrase_file` or
+/// `passphrase_env`, if any. The passphrase itself never travels in
+/// options, so an options string can be logged safely.
+fn passphrase(file: Option<&str>, env: Option<&str>) -> Result<Option<SecretString>> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(Failure(
+            "options: give passphrase_file or passphrase_env, not both".into(),
+        )),
+        (Some(file), None) => Ok(Some(keys::read_passphrase_file(std::path::Path::new(
+            file,
+        ))?)),
+        (None, Some(var)) => keys::read_passphrase_env(var)
+            .map(Some)
+            .map_err(|e| Failure(format!("options.passphrase_env: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// What decrypts `manifest`: the identity file, the passphrase, or both.
+fn decryptors(
+    identity_file: Option<&str>,
+    passphrase: Option<SecretString>,
+    manifest: &Manifest,
+) -> Result<Identities> {
+    match (identity_file, passphrase) {
+        (Some(file), pass) => {
+            let ids = Identities::from_file(std::path::Path::new(file))?;
+            Ok(match pass {
+                Some(pass) => ids.with_passphrase(pass),
+                None => ids,
+            })
+        }
+        (None, Some(pass)) => Ok(Identities::passphrase(pass)),
+        (None, None) if manifest.encryption.passphrase => Err(Failure(format!(
+            "backup {} is encrypted to a passphrase: give options.passphrase_file or \
+             options.passphrase_env",
+            manifest.id
+        ))),
+        (None, None) => Err(Failure(
+            "identity_file is a null pointer and the options name no passphrase".into(),
+        )),
+    }
+}
+
 impl BackupOpts {
     fn build(self) -> Result<BackupOptions> {
-        if self.recipients.is_empty() {
+        let wants_passphrase = self.passphrase_file.is_some() || self.passphrase_env.is_some();
+        if wants_passphrase && !self.recipients.is_empty() {
             return Err(Failure(
-                "options.recipients: give at least one age1... recipient".into(),
+                "options: a backup is encrypted either to a passphrase or to recipients, not both"
+                    .into(),
             ));
         }
-        let mut opts = BackupOptions::new(Recipients::parse(&self.recipients)?);
+        let pass = passphrase(
+            self.passphrase_file.as_deref(),
+            self.passphrase_env.as_deref(),
+        )?;
+        let recipients = match pass {
+            Some(pass) => Recipients::passphrase(pass),
+            None if self.recipients.is_empty() => {
+                return Err(Failure(
+                    "options.recipients: give at least one age1... recipient (or \
+                     passphrase_file / passphrase_env)"
+                        .into(),
+                ));
+            }
+            None => Recipients::parse(&self.recipients)?,
+        };
+        let mut opts = BackupOptions::new(recipients);
         if let Some(name) = self.name {
             opts = opts.with_name(name);
         }
@@ -98,7 +166,9 @@ pub unsafe extern "C" fn shipshape_keygen(
 
 /// Backs up a file or a directory (as a tar archive) to the repository
 /// `repo` (a directory, or `s3://bucket/prefix`). `options_json`:
-/// `{"recipients": ["age1..."], "name": "app", "level": 3}`. On success
+/// `{"recipients": ["age1..."], "name": "app", "level": 3}`; instead of
+/// recipients, `"passphrase_file": "/path"` (its first line; mode 0600)
+/// or `"passphrase_env": "VAR"` encrypts to a passphrase. On success
 /// `*manifest_json` is the new backup's manifest.
 ///
 /// # Safety
@@ -177,12 +247,23 @@ struct RestoreOpts {
     /// Restore over a non-empty directory or an existing file.
     #[serde(default)]
     force: bool,
+    /// The passphrase of a passphrase-encrypted backup, from this file.
+    passphrase_file: Option<String>,
+    /// The passphrase of a passphrase-encrypted backup, from this variable.
+    passphrase_env: Option<String>,
 }
 
-fn find(
-    repo: &Repository,
-    backup: &str,
-) -> impl std::future::Future<Output = Result<backup_core::Manifest>> {
+/// Options of a verify (JSON).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyOpts {
+    /// As [`RestoreOpts::passphrase_file`].
+    passphrase_file: Option<String>,
+    /// As [`RestoreOpts::passphrase_env`].
+    passphrase_env: Option<String>,
+}
+
+fn find(repo: &Repository, backup: &str) -> impl std::future::Future<Output = Result<Manifest>> {
     let which = match backup.strip_prefix("latest:") {
         Some(name) => Ok(BackupRef::Latest {
             name: Some(name.to_owned()),
@@ -195,8 +276,10 @@ fn find(
 /// Restores the backup `backup` (an id, `latest`, or `latest:NAME`) to
 /// the path `target`, decrypting with the identity file `identity_file`.
 /// `options_json`: `{"force": false}` (a non-empty target is refused
-/// unless `force`). Every digest is checked; nothing appears at a new
-/// target unless the whole restore checks out.
+/// unless `force`); for a passphrase-encrypted backup add
+/// `"passphrase_file"` or `"passphrase_env"` as for a backup
+/// (`identity_file` may then be null). Every digest is checked; nothing
+/// appears at a new target unless the whole restore checks out.
 ///
 /// # Safety
 /// Strings are null or NUL-terminated.
@@ -214,15 +297,19 @@ pub unsafe extern "C" fn shipshape_restore(
             (
                 arg(repo, "repo")?,
                 arg(backup, "backup")?,
-                arg(identity_file, "identity_file")?,
+                optional_arg(identity_file, "identity_file")?,
                 arg(target, "target")?,
                 options::<RestoreOpts>(options_json, "options")?,
             )
         };
-        let identities = Identities::from_file(std::path::Path::new(identity))?;
+        let pass = passphrase(
+            opts.passphrase_file.as_deref(),
+            opts.passphrase_env.as_deref(),
+        )?;
         runtime()?.block_on(async {
             let repo = open(repo).await?;
             let manifest = find(&repo, backup).await?;
+            let identities = decryptors(identity, pass, &manifest)?;
             let opts = RestoreOptions::default().with_force(opts.force);
             repo.restore(
                 &manifest,
@@ -237,8 +324,10 @@ pub unsafe extern "C" fn shipshape_restore(
 }
 
 /// Verifies a backup without writing anything: decrypts, decompresses
-/// and checks both SHA-256 digests and the sizes. On success
-/// `*report_json` is `{"id", "stored", "raw", "entries"}`.
+/// and checks both SHA-256 digests and the sizes. `identity_file` and
+/// `options_json` (`{"passphrase_file": ...}` or `{"passphrase_env":
+/// ...}`, or null) as [`shipshape_restore`]. On success `*report_json`
+/// is `{"id", "stored", "raw", "entries"}`.
 ///
 /// # Safety
 /// Strings are null or NUL-terminated; `report_json` is null or writable.
@@ -247,22 +336,28 @@ pub unsafe extern "C" fn shipshape_verify(
     repo: *const c_char,
     backup: *const c_char,
     identity_file: *const c_char,
+    options_json: *const c_char,
     report_json: *mut *mut c_char,
 ) -> c_int {
     boundary(|| {
         // SAFETY: the caller's promises, passed on.
-        let (repo, backup, identity) = unsafe {
+        let (repo, backup, identity, opts) = unsafe {
             (
                 arg(repo, "repo")?,
                 arg(backup, "backup")?,
-                arg(identity_file, "identity_file")?,
+                optional_arg(identity_file, "identity_file")?,
+                options::<VerifyOpts>(options_json, "options")?,
             )
         };
         need_out(report_json)?;
-        let identities = Identities::from_file(std::path::Path::new(identity))?;
+        let pass = passphrase(
+            opts.passphrase_file.as_deref(),
+            opts.passphrase_env.as_deref(),
+        )?;
         let report = runtime()?.block_on(async {
             let repo = open(repo).await?;
             let manifest = find(&repo, backup).await?;
+            let identities = decryptors(identity, pass, &manifest)?;
             Ok::<_, Failure>(
                 repo.verify(&manifest, &identities, Arc::new(backup_core::NoProgress))
                     .await?,

@@ -127,6 +127,18 @@ pub(crate) unsafe fn arg<'a>(ptr: *const c_char, name: &str) -> Result<&'a str> 
         .map_err(|e| Failure(format!("{name} is not valid UTF-8: {e}")))
 }
 
+/// An optional string argument: null is `None`, anything else as [`arg`].
+///
+/// # Safety
+/// As [`arg`].
+pub(crate) unsafe fn optional_arg<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller's promise, passed on.
+    unsafe { arg(ptr, name) }.map(Some)
+}
+
 /// An optional JSON options argument: null means the defaults.
 ///
 /// # Safety

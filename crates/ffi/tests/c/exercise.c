@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
     shipshape_string_free(list);
 
     char *report = NULL;
-    CHECK(shipshape_verify(repo, "latest", identity, &report) == SHIPSHAPE_OK);
+    CHECK(shipshape_verify(repo, "latest", identity, NULL, &report) == SHIPSHAPE_OK);
     CHECK(strstr(report, "\"raw\":15") != NULL);
     shipshape_string_free(report);
 
@@ -179,7 +179,18 @@ int main(int argc, char **argv) {
     FAILS_WITH(shipshape_backup_path(repo, data, "{}", &out), "recipients");
     FAILS_WITH(shipshape_backup_path(repo, data, NULL, &out), "recipients");
     FAILS_WITH(shipshape_backup_fd(repo, -1, options, &out), "file descriptor");
-    FAILS_WITH(shipshape_verify(repo, "latest", "/nonexistent/identity", &out), "identity");
+    FAILS_WITH(shipshape_verify(repo, "latest", "/nonexistent/identity", NULL, &out), "identity");
+    FAILS_WITH(shipshape_verify(repo, "latest", NULL, NULL, &out), "no passphrase");
+    FAILS_WITH(shipshape_verify(repo, "latest", identity, "{\"force\":true}", &out), "unknown field");
+    FAILS_WITH(shipshape_restore(repo, "latest", NULL, target,
+                                 "{\"passphrase_file\":\"/a\",\"passphrase_env\":\"B\"}"),
+               "not both");
+    /* passphrases come from a file or a variable, never the options themselves */
+    snprintf(options, sizeof options, "{\"recipients\":[\"%s\"],\"passphrase_env\":\"X\"}", recipient);
+    FAILS_WITH(shipshape_backup_path(repo, data, options, &out), "not both");
+    FAILS_WITH(shipshape_backup_path(repo, data, "{\"passphrase_env\":\"SHIPSHAPE_C_UNSET\"}", &out),
+               "SHIPSHAPE_C_UNSET is not set");
+    FAILS_WITH(shipshape_backup_path(repo, data, "{\"passphrase\":\"hunter2\"}", &out), "unknown field");
     FAILS_WITH(shipshape_keygen(NULL, &out), "null");
     CHECK(out == NULL);
     shipshape_string_free(NULL);

@@ -171,7 +171,12 @@ fn the_python_ctypes_example_runs() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("1 backup(s)"), "{stdout}");
+    assert!(stdout.contains("2 backup(s)"), "{stdout}");
+    assert!(
+        stdout.contains("verified the passphrase backup"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("is encrypted to a passphrase"), "{stdout}");
     assert!(
         stdout.contains("rate limit decisions: [1, 1, 0]"),
         "{stdout}"
