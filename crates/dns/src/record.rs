@@ -250,9 +250,30 @@ pub fn canonical_value(
                     _ => absolute(last)?,
                 };
             }
-            let rdata = RData::try_from_str(rtype.to_hickory(), &tokens.join(" "))
-                .map_err(|e| bad(e.to_string()))?;
-            rdata_text(&rdata).ok_or_else(|| bad("does not parse as this type".into()))
+            if rtype == RecordType::CAA {
+                let tag = tokens.get(1).map(String::as_str).unwrap_or_default();
+                if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(bad(format!(
+                        "the tag {tag:?} is not letters and digits (issue, issuewild, iodef ...)"
+                    )));
+                }
+            }
+            let parse = |text: &str| {
+                RData::try_from_str(rtype.to_hickory(), text)
+                    .map_err(|e| bad(e.to_string()))
+                    .and_then(|r| {
+                        rdata_text(&r).ok_or_else(|| bad("does not parse as this type".into()))
+                    })
+            };
+            let canonical = parse(&tokens.join(" "))?;
+            // The parser accepts some text it prints back differently; such
+            // a value would never compare equal to what a server returns.
+            if parse(&canonical).ok().as_ref() != Some(&canonical) {
+                return Err(bad(format!(
+                    "reads back as {canonical:?}, which reads differently again"
+                )));
+            }
+            Ok(canonical)
         }
     }
 }
@@ -339,6 +360,17 @@ mod tests {
             let err = canonical_value(rtype, text, z).expect_err(text);
             assert!(err.to_string().contains("field"), "{err}");
         }
+        // Also found by it: a CAA tag with a quote in it read back as a
+        // different value.
+        let err = canonical_value(RecordType::CAA, "0 iseu\" sletsencrypt.org\"", z)
+            .expect_err("quote in the tag");
+        assert!(err.to_string().contains("tag"), "{err}");
+        assert_eq!(
+            canonical_value(RecordType::CAA, "0  issue \"letsencrypt.org\"", z)
+                .ok()
+                .as_deref(),
+            Some("0 issue \"letsencrypt.org\"")
+        );
         assert_eq!(
             canonical_value(RecordType::SRV, "10 0 5060 sip", z)
                 .ok()
