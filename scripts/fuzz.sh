@@ -39,6 +39,10 @@ run_one() {
     -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"logs/$t.log" 2>&1 || true
 }
 
+if $report && [[ ! -e logs/.started ]]; then
+  echo "no earlier run to report: run scripts/fuzz.sh first" >&2
+  exit 2
+fi
 if ! $report; then
   cargo fuzz build -s none >&2
   bin_dir=$(dirname "$(ls -d target/*/release/"${targets[0]}")")
@@ -55,6 +59,10 @@ found=0
 printf '| target | seconds | executions | coverage | corpus | found |\n|---|---|---|---|---|---|\n'
 for t in "${targets[@]}"; do
   log=logs/$t.log
+  if [[ ! -e $log ]]; then
+    printf '| %s | - | - | - | - | not run |\n' "$t"
+    continue
+  fi
   # What libFuzzer says it ran ("Done N runs in S second(s)"), not what was asked.
   ran=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*$' || echo "?")
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
