@@ -26,7 +26,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -136,7 +136,102 @@ pub(crate) struct Index {
 pub(crate) struct Tracker {
     parent: Option<(HashMap<Vec<u8>, Entry>, i64)>,
     scanned_ns: i64,
-    entries: Mutex<Vec<Entry>>,
+    index: Mutex<IndexFile>,
+}
+
+/// The index being written, entry by entry as the walk finds them (so its
+/// memory does not grow with the tree), to a temporary file in the index
+/// directory: `{"backup":ID,"scanned_ns":N,"entries":[...]}`, zstd-compressed.
+/// [`Tracker::commit`] renames it into place; dropped before that, it is
+/// removed.
+struct IndexFile {
+    dir: PathBuf,
+    temp: PathBuf,
+    path: PathBuf,
+    /// Until the walk is over (or a write failed).
+    out: Option<io::BufWriter<zstd::Encoder<'static, fs::File>>>,
+    entries: u64,
+    /// The first write error, reported when the walk is over.
+    error: Option<io::Error>,
+    committed: bool,
+}
+
+impl IndexFile {
+    fn create(dir: &Path, backup: &BackupId, scanned_ns: i64) -> io::Result<IndexFile> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let temp = dir.join(format!(".{backup}.partial"));
+        let file = fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        let mut index = IndexFile {
+            dir: dir.to_owned(),
+            temp,
+            path: index_path(dir, backup),
+            out: None,
+            entries: 0,
+            error: None,
+            committed: false,
+        };
+        // Level 1 with a 128 KiB window: a few hundred KiB of memory for
+        // any size of tree (serde_json's many small writes are buffered:
+        // each would otherwise be a zstd call of its own).
+        let mut zstd = zstd::Encoder::new(file, 1)?;
+        zstd.window_log(17)?;
+        let mut out = io::BufWriter::with_capacity(64 << 10, zstd);
+        out.write_all(b"{\"backup\":")?;
+        serde_json::to_writer(&mut out, backup)?;
+        write!(out, ",\"scanned_ns\":{scanned_ns},\"entries\":[")?;
+        index.out = Some(out);
+        Ok(index)
+    }
+
+    fn record(&mut self, entry: &Entry) {
+        let Some(out) = &mut self.out else { return };
+        let comma: &[u8] = if self.entries == 0 { b"" } else { b"," };
+        let written = out
+            .write_all(comma)
+            .and_then(|()| serde_json::to_writer(&mut *out, entry).map_err(io::Error::from));
+        match written {
+            Ok(()) => self.entries += 1,
+            Err(e) => {
+                self.error = Some(e);
+                self.out = None;
+            }
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let Some(mut out) = self.out.take() else {
+            return Ok(());
+        };
+        out.write_all(b"]}")?;
+        let file = out.into_inner().map_err(|e| e.into_error())?.finish()?;
+        file.sync_all()
+    }
+
+    fn err(&self, e: io::Error) -> Error {
+        Error::Config(format!(
+            "cannot write the file index in {}: {e}",
+            self.dir.display()
+        ))
+    }
+}
+
+impl Drop for IndexFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
 }
 
 /// What to do with a regular file during an incremental walk.
@@ -148,15 +243,28 @@ pub(crate) enum Verdict {
 }
 
 impl Tracker {
-    pub(crate) fn new(parent: Option<Index>) -> Tracker {
-        Tracker {
+    /// A tracker writing the index of `backup` into `dir`, deciding against
+    /// `parent`'s index when there is one.
+    pub(crate) fn new(parent: Option<Index>, dir: &Path, backup: &BackupId) -> Result<Tracker> {
+        let scanned_ns = now_ns();
+        let index = IndexFile::create(dir, backup, scanned_ns).map_err(|e| {
+            Error::Config(format!(
+                "cannot write the file index in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(Tracker {
             parent: parent.map(|p| {
                 let by_name = p.entries.into_iter().map(|e| (e.name.clone(), e)).collect();
                 (by_name, p.scanned_ns)
             }),
-            scanned_ns: now_ns(),
-            entries: Mutex::new(Vec::new()),
-        }
+            scanned_ns,
+            index: Mutex::new(index),
+        })
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, IndexFile> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// True for an incremental walk.
@@ -257,20 +365,25 @@ impl Tracker {
         if racy && entry.sha256.is_none() {
             entry.sha256 = Some(hex::encode(sha2::Sha256::digest(content()?)));
         }
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(entry);
+        self.index().record(&entry);
         Ok(verdict)
     }
 
-    /// The finished index.
-    pub(crate) fn finish(self, backup: BackupId) -> Index {
-        Index {
-            backup,
-            scanned_ns: self.scanned_ns,
-            entries: self.entries.into_inner().unwrap_or_else(|e| e.into_inner()),
-        }
+    /// Completes the index once the walk is over: written and synced, but
+    /// still under its temporary name, while the rest of the pipeline
+    /// drains.
+    pub(crate) fn finish_walk(&self) -> Result<()> {
+        let mut index = self.index();
+        index.finish().map_err(|e| index.err(e))
+    }
+
+    /// Puts the completed index in place; call once the backup is complete.
+    pub(crate) fn commit(&self) -> Result<()> {
+        let mut index = self.index();
+        index.finish().map_err(|e| index.err(e))?;
+        fs::rename(&index.temp, &index.path).map_err(|e| index.err(e))?;
+        index.committed = true;
+        Ok(())
     }
 }
 
@@ -301,36 +414,6 @@ pub fn has_index(dir: &Path, id: &BackupId) -> bool {
 
 fn index_path(dir: &Path, id: &BackupId) -> PathBuf {
     dir.join(format!("{id}.idx.zst"))
-}
-
-/// Writes `index` into `dir` (created 0700; the file 0600, written under a
-/// temporary name and renamed).
-pub(crate) fn save(dir: &Path, index: &Index) -> Result<()> {
-    let err = |e: io::Error| {
-        Error::Config(format!(
-            "cannot write the file index in {}: {e}",
-            dir.display()
-        ))
-    };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(err)?;
-    let path = index_path(dir, &index.backup);
-    let temp = dir.join(format!(".{}.partial", index.backup));
-    let file = fs::File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(err)?;
-    let mut out = zstd::Encoder::new(file, 3).map_err(err)?;
-    serde_json::to_writer(&mut out, index).map_err(|e| err(io::Error::other(e)))?;
-    let file = out.finish().map_err(err)?;
-    file.sync_all().map_err(err)?;
-    fs::rename(&temp, &path).map_err(err)
 }
 
 /// Reads the index of `parent` from `dir`.
@@ -424,4 +507,51 @@ pub(crate) fn apply_deletions(root: &Path, list: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, md: &fs::Metadata) -> Entry {
+        Entry::new(name.as_bytes(), 'f', md)
+    }
+
+    #[test]
+    fn the_index_is_written_as_the_walk_goes_and_only_committed_at_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let md = fs::metadata(dir.path()).expect("stat");
+        let id = BackupId::generate(chrono::Utc::now());
+        let tracker = Tracker::new(None, dir.path(), &id).expect("tracker");
+        for name in ["./a", "./b\u{e9}", "./c \"quoted\""] {
+            tracker
+                .track(entry(name, &md), &mut || Ok(Vec::new()))
+                .expect("track");
+        }
+        tracker.finish_walk().expect("finish");
+        assert!(!has_index(dir.path(), &id), "not in place before commit");
+        tracker.commit().expect("commit");
+        drop(tracker);
+        let index = load(dir.path(), &id).expect("load");
+        let names: Vec<&[u8]> = index.entries.iter().map(|e| e.name.as_slice()).collect();
+        assert_eq!(
+            names,
+            [&b"./a"[..], "./b\u{e9}".as_bytes(), b"./c \"quoted\""]
+        );
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn an_index_never_committed_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let md = fs::metadata(dir.path()).expect("stat");
+        let id = BackupId::generate(chrono::Utc::now());
+        let tracker = Tracker::new(None, dir.path(), &id).expect("tracker");
+        tracker
+            .track(entry("./a", &md), &mut || Ok(Vec::new()))
+            .expect("track");
+        tracker.finish_walk().expect("finish");
+        drop(tracker);
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+    }
 }

@@ -250,7 +250,7 @@ impl Repository {
             Payload::Raw => format!("{DATA_PREFIX}{id}.zst.age"),
         };
         tracing::info!(%id, %name, store = %self.store.describe(), "backup started");
-        let tracker = self.tracker(&source, opts)?;
+        let tracker = self.tracker(&source, opts, &id)?;
         let encoded = encode(
             self.store.as_ref(),
             &object,
@@ -289,11 +289,8 @@ impl Repository {
             warnings: encoded.warnings,
             parent: opts.parent.as_ref().map(|p| p.id.clone()),
         };
-        if let (Some(tracker), Some(dir)) = (tracker, &opts.index_dir) {
-            // The encode is over, so the read thread has let go of it.
-            if let Ok(tracker) = Arc::try_unwrap(tracker) {
-                crate::incremental::save(dir, &tracker.finish(manifest.id.clone()))?;
-            }
+        if let Some(tracker) = tracker {
+            tracker.commit()?;
         }
         self.store
             .put_bytes(&manifest.id.manifest_key(), Bytes::from(manifest.to_json()))
@@ -308,6 +305,7 @@ impl Repository {
         &self,
         source: &Source,
         opts: &BackupOptions,
+        id: &BackupId,
     ) -> Result<Option<Arc<crate::incremental::Tracker>>> {
         let dir = match source {
             Source::Path(p) if p.is_dir() => p,
@@ -320,9 +318,9 @@ impl Repository {
                 };
             }
         };
-        let parent = match (&opts.parent, &opts.index_dir) {
+        let (parent, index_dir) = match (&opts.parent, &opts.index_dir) {
             (None, None) => return Ok(None),
-            (None, Some(_)) => None,
+            (None, Some(index_dir)) => (None, index_dir),
             (Some(_), None) => {
                 return Err(Error::Config(
                     "an incremental backup needs the index directory its parent's index is in"
@@ -331,10 +329,12 @@ impl Repository {
             }
             (Some(parent), Some(index_dir)) => {
                 crate::incremental::check_parent(parent, dir)?;
-                Some(crate::incremental::load(index_dir, &parent.id)?)
+                let index = crate::incremental::load(index_dir, &parent.id)?;
+                (Some(index), index_dir)
             }
         };
-        Ok(Some(Arc::new(crate::incremental::Tracker::new(parent))))
+        let tracker = crate::incremental::Tracker::new(parent, index_dir, id)?;
+        Ok(Some(Arc::new(tracker)))
     }
 
     /// Imports an existing age-encrypted zstd file, such as one made by

@@ -6,8 +6,9 @@
 //!    cuts the plaintext into frames for the zstd workers
 //!    ([`frames`](super::frames));
 //! 2. *seal* (a pipeline thread): takes the compressed frames in order,
-//!    hashes each frame's plaintext, age-encrypts the compressed bytes, and
-//!    hashes and cuts the result into chunks for the store;
+//!    age-encrypts the compressed bytes and cuts the result into chunks for
+//!    the store, while a thread beside it hashes each frame's plaintext and
+//!    each chunk;
 //! 3. *store* (the caller's task): [`Store::put`] consumes the chunks.
 //!
 //! The store sees the end of the stream only after every stage has finished
@@ -15,6 +16,7 @@
 //! store discards the partial object.
 
 use std::io::{self, Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -22,7 +24,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256 as Hasher};
 use tokio::sync::mpsc;
 
-use super::frames::{self, FrameWriter};
+use super::frames::{self, FrameReader, FrameWriter, Plaintext};
 use super::{
     Measured, PipelineOptions, QUEUE, downstream_closed, first_failure, on_thread, split,
     unwrap_io, upstream_failed, wrap,
@@ -67,8 +69,7 @@ pub(crate) async fn encode(
     opts.check()?;
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(QUEUE);
 
-    let (frames_tx, mut frames_rx) =
-        frames::start(opts.level, opts.workers, opts.frame_size, QUEUE)?;
+    let (frames_tx, frames_rx) = frames::start(opts.level, opts.workers, opts.frame_size, QUEUE)?;
     let read_progress = Arc::clone(&progress);
     let read = on_thread(move || {
         let warnings = Mutex::new(Vec::new());
@@ -94,6 +95,9 @@ pub(crate) async fn encode(
         };
         let info = source.produce(&mut plain, &read_opts)?;
         let raw = plain.finish()?;
+        if let Some(tracker) = &tracker {
+            tracker.finish_walk()?;
+        }
         let warnings = warnings.into_inner().unwrap_or_else(|e| e.into_inner());
         Ok((info, raw, warnings))
     });
@@ -102,25 +106,31 @@ pub(crate) async fn encode(
     let chunk_size = opts.chunk_size;
     let seal = on_thread(move || {
         let encryptor = recipients.encryptor()?;
+        // Both hashes are taken on a thread of their own: with encryption,
+        // one thread would be the pipeline's bottleneck wherever the data
+        // does not compress.
+        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<ToHash>(1);
         let sink = StoredSink {
             tx: chunk_tx,
+            hash: hash_tx.clone(),
             buf: BytesMut::with_capacity(chunk_size),
             chunk_size,
-            hasher: Hasher::new(),
             bytes: 0,
             progress: seal_progress.as_ref(),
         };
-        let mut age = encryptor.wrap_output(sink).map_err(unwrap_io)?;
-        let mut plain = Hasher::new();
-        let mut compressed = 0u64;
-        while let Some(frame) = frames_rx.next()? {
-            plain.update(frame.plain());
-            age.write_all(frame.compressed()).map_err(unwrap_io)?;
-            compressed += frame.compressed().len() as u64;
-            frames_rx.recycle(frame);
-        }
-        let (stored, digest) = age.finish().map_err(unwrap_io)?.finish()?;
-        Ok((Sha256(plain.finalize().into()), compressed, stored, digest))
+        let age = encryptor.wrap_output(sink).map_err(unwrap_io)?;
+        std::thread::scope(|scope| {
+            let hasher = std::thread::Builder::new()
+                .name("shipshape-hash".into())
+                .spawn_scoped(scope, move || hash(hash_rx))
+                .map_err(|e| Error::Interrupted(format!("cannot start a hash thread: {e}")))?;
+            let sealed = seal(age, frames_rx, hash_tx);
+            let (plain, stored_sha) = hasher
+                .join()
+                .map_err(|_| Error::Interrupted("the hash thread panicked".into()))?;
+            let (compressed, stored) = sealed?;
+            Ok((plain, compressed, stored, stored_sha))
+        })
     });
 
     let put = store.put(key, chunk_stream(chunk_rx));
@@ -141,6 +151,49 @@ pub(crate) async fn encode(
         measured: Measured::new((raw, plaintext), compressed, (stored, stored_sha)),
         warnings,
     })
+}
+
+/// Encrypts the compressed frames in order and hands each frame's plaintext
+/// to the hash thread. Returns the compressed and the stored size.
+fn seal(
+    mut age: age::stream::StreamWriter<StoredSink<'_>>,
+    mut frames: FrameReader,
+    hash: SyncSender<ToHash>,
+) -> Result<(u64, u64)> {
+    let mut compressed = 0u64;
+    while let Some(frame) = frames.next()? {
+        age.write_all(frame.compressed()).map_err(unwrap_io)?;
+        compressed += frame.compressed().len() as u64;
+        hash.send(ToHash::Plain(frames.keep_plain(frame)))
+            .map_err(|_| hash_stopped())?;
+    }
+    let stored = age.finish().map_err(unwrap_io)?.finish()?;
+    Ok((compressed, stored))
+}
+
+/// What the hash thread hashes, each kind in the order it is sent.
+enum ToHash {
+    Plain(Plaintext),
+    Stored(Bytes),
+}
+
+/// Hashes the plaintext and the stored bytes until the senders are gone.
+fn hash(rx: Receiver<ToHash>) -> (Sha256, Sha256) {
+    let (mut plain, mut stored) = (Hasher::new(), Hasher::new());
+    for data in rx {
+        match data {
+            ToHash::Plain(frame) => plain.update(frame.bytes()),
+            ToHash::Stored(chunk) => stored.update(&chunk),
+        }
+    }
+    (
+        Sha256(plain.finalize().into()),
+        Sha256(stored.finalize().into()),
+    )
+}
+
+fn hash_stopped() -> Error {
+    Error::Interrupted("the hash thread stopped".into())
 }
 
 /// Counts the plaintext and cuts it into frames for the zstd workers.
@@ -210,12 +263,13 @@ enum Chunk {
     End,
 }
 
-/// Hashes and counts the stored bytes and cuts them into chunks for the store.
+/// Counts the stored bytes and cuts them into chunks for the store and the
+/// hash thread.
 struct StoredSink<'p> {
     tx: mpsc::Sender<Chunk>,
+    hash: SyncSender<ToHash>,
     buf: BytesMut,
     chunk_size: usize,
-    hasher: Hasher,
     bytes: u64,
     progress: &'p dyn Progress,
 }
@@ -223,20 +277,24 @@ struct StoredSink<'p> {
 impl StoredSink<'_> {
     fn send(&mut self) -> Result<()> {
         let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.chunk_size));
-        self.progress.stored(full.len() as u64);
+        let chunk = full.freeze();
+        self.progress.stored(chunk.len() as u64);
+        self.hash
+            .send(ToHash::Stored(chunk.clone()))
+            .map_err(|_| hash_stopped())?;
         self.tx
-            .blocking_send(Chunk::Data(full.freeze()))
+            .blocking_send(Chunk::Data(chunk))
             .map_err(|_| downstream_closed())
     }
 
-    fn finish(mut self) -> Result<(u64, Sha256)> {
+    fn finish(mut self) -> Result<u64> {
         if !self.buf.is_empty() {
             self.send()?;
         }
         self.tx
             .blocking_send(Chunk::End)
             .map_err(|_| downstream_closed())?;
-        Ok((self.bytes, Sha256(self.hasher.finalize().into())))
+        Ok(self.bytes)
     }
 }
 
@@ -245,7 +303,6 @@ impl Write for StoredSink<'_> {
         if !self.buf.is_empty() && self.buf.len() + data.len() > self.chunk_size {
             self.send().map_err(wrap)?;
         }
-        self.hasher.update(data);
         self.bytes += data.len() as u64;
         self.buf.extend_from_slice(data);
         Ok(data.len())

@@ -14,10 +14,10 @@
 //! zstd's `pzstd` does; they compress as well as ZSTDMT without overlap
 //! (measured: +0.1% size on the benchmark corpus).
 //!
-//! Each frame comes back to the consumer with its plaintext, so the consumer
-//! can hash the plaintext in order off the producer's thread (which is the
-//! busiest: it copies every byte out of the kernel) before recycling both
-//! buffers.
+//! Each frame comes back to the consumer with its plaintext, so the
+//! plaintext can be hashed in order off the producer's thread (which is the
+//! busiest: it copies every byte out of the kernel) before both buffers are
+//! recycled.
 //!
 //! Memory: at most `2 * (workers + queue) + 1` plaintext buffers and as many
 //! output buffers of about `frame_size` each, plus one zstd context (about
@@ -49,11 +49,6 @@ impl Frame {
     /// The frame as zstd wrote it.
     pub(crate) fn compressed(&self) -> &[u8] {
         &self.compressed
-    }
-
-    /// The plaintext that was compressed.
-    pub(crate) fn plain(&self) -> &[u8] {
-        &self.input[..self.len]
     }
 }
 
@@ -123,14 +118,45 @@ impl FrameReader {
 
     /// Returns a frame's buffers for reuse.
     pub(crate) fn recycle(&self, frame: Frame) {
+        drop(self.keep_plain(frame));
+    }
+
+    /// Returns a frame's compressed buffer for reuse and keeps its
+    /// plaintext, whose buffer is returned when the [`Plaintext`] is dropped
+    /// (on any thread).
+    pub(crate) fn keep_plain(&self, frame: Frame) -> Plaintext {
         let Frame {
             mut compressed,
             input,
-            ..
+            len,
         } = frame;
         compressed.clear();
         let _ = self.free_out.try_send(compressed);
-        let _ = self.free_in.try_send(input);
+        Plaintext {
+            input,
+            len,
+            free: self.free_in.clone(),
+        }
+    }
+}
+
+/// A frame's plaintext, kept after its compressed bytes were written.
+pub(crate) struct Plaintext {
+    input: Vec<u8>,
+    len: usize,
+    free: SyncSender<Vec<u8>>,
+}
+
+impl Plaintext {
+    /// The plaintext that was compressed.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.input[..self.len]
+    }
+}
+
+impl Drop for Plaintext {
+    fn drop(&mut self) {
+        let _ = self.free.try_send(std::mem::take(&mut self.input));
     }
 }
 
@@ -216,8 +242,7 @@ mod tests {
         let mut plain = Vec::new();
         while let Some(frame) = reader.next().expect("frame") {
             stream.extend_from_slice(frame.compressed());
-            plain.extend_from_slice(frame.plain());
-            reader.recycle(frame);
+            plain.extend_from_slice(reader.keep_plain(frame).bytes());
         }
         producer.join().expect("producer");
         let decoded = zstd::stream::decode_all(&stream[..]).expect("decodes as one stream");
