@@ -7,8 +7,8 @@
 //!    ([`frames`](super::frames));
 //! 2. *seal* (a pipeline thread): takes the compressed frames in order,
 //!    age-encrypts the compressed bytes and cuts the result into chunks for
-//!    the store, while a thread beside it hashes each frame's plaintext and
-//!    each chunk;
+//!    the store, while two threads beside it hash the plaintext and the
+//!    chunks;
 //! 3. *store* (the caller's task): [`Store::put`] consumes the chunks.
 //!
 //! The store sees the end of the stream only after every stage has finished
@@ -16,7 +16,7 @@
 //! store discards the partial object.
 
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -106,13 +106,14 @@ pub(crate) async fn encode(
     let chunk_size = opts.chunk_size;
     let seal = on_thread(move || {
         let encryptor = recipients.encryptor()?;
-        // Both hashes are taken on a thread of their own: with encryption,
-        // one thread would be the pipeline's bottleneck wherever the data
-        // does not compress.
-        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<ToHash>(1);
+        // Each hash is taken on a thread of its own: with encryption, one
+        // thread would be the pipeline's bottleneck wherever the data does
+        // not compress.
+        let (plain_tx, plain_rx) = sync_channel::<Hashed>(1);
+        let (stored_tx, stored_rx) = sync_channel::<Hashed>(1);
         let sink = StoredSink {
             tx: chunk_tx,
-            hash: hash_tx.clone(),
+            hash: stored_tx,
             buf: BytesMut::with_capacity(chunk_size),
             chunk_size,
             bytes: 0,
@@ -120,14 +121,19 @@ pub(crate) async fn encode(
         };
         let age = encryptor.wrap_output(sink).map_err(unwrap_io)?;
         std::thread::scope(|scope| {
-            let hasher = std::thread::Builder::new()
-                .name("shipshape-hash".into())
-                .spawn_scoped(scope, move || hash(hash_rx))
-                .map_err(|e| Error::Interrupted(format!("cannot start a hash thread: {e}")))?;
-            let sealed = seal(age, frames_rx, hash_tx);
-            let (plain, stored_sha) = hasher
-                .join()
-                .map_err(|_| Error::Interrupted("the hash thread panicked".into()))?;
+            let hasher = |rx| {
+                std::thread::Builder::new()
+                    .name("shipshape-hash".into())
+                    .spawn_scoped(scope, move || hash(rx))
+                    .map_err(|e| Error::Interrupted(format!("cannot start a hash thread: {e}")))
+            };
+            let (plain_hasher, stored_hasher) = (hasher(plain_rx)?, hasher(stored_rx)?);
+            let sealed = seal(age, frames_rx, plain_tx);
+            let joined = |h: std::thread::ScopedJoinHandle<'_, Sha256>| {
+                h.join()
+                    .map_err(|_| Error::Interrupted("a hash thread panicked".into()))
+            };
+            let (plain, stored_sha) = (joined(plain_hasher)?, joined(stored_hasher)?);
             let (compressed, stored) = sealed?;
             Ok((plain, compressed, stored, stored_sha))
         })
@@ -158,38 +164,41 @@ pub(crate) async fn encode(
 fn seal(
     mut age: age::stream::StreamWriter<StoredSink<'_>>,
     mut frames: FrameReader,
-    hash: SyncSender<ToHash>,
+    hash: SyncSender<Hashed>,
 ) -> Result<(u64, u64)> {
     let mut compressed = 0u64;
     while let Some(frame) = frames.next()? {
         age.write_all(frame.compressed()).map_err(unwrap_io)?;
         compressed += frame.compressed().len() as u64;
-        hash.send(ToHash::Plain(frames.keep_plain(frame)))
+        hash.send(Hashed::Plain(frames.keep_plain(frame)))
             .map_err(|_| hash_stopped())?;
     }
     let stored = age.finish().map_err(unwrap_io)?.finish()?;
     Ok((compressed, stored))
 }
 
-/// What the hash thread hashes, each kind in the order it is sent.
-enum ToHash {
+/// Bytes for a hash thread, in stream order.
+enum Hashed {
     Plain(Plaintext),
     Stored(Bytes),
 }
 
-/// Hashes the plaintext and the stored bytes until the senders are gone.
-fn hash(rx: Receiver<ToHash>) -> (Sha256, Sha256) {
-    let (mut plain, mut stored) = (Hasher::new(), Hasher::new());
-    for data in rx {
-        match data {
-            ToHash::Plain(frame) => plain.update(frame.bytes()),
-            ToHash::Stored(chunk) => stored.update(&chunk),
+impl Hashed {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Hashed::Plain(frame) => frame.bytes(),
+            Hashed::Stored(chunk) => chunk,
         }
     }
-    (
-        Sha256(plain.finalize().into()),
-        Sha256(stored.finalize().into()),
-    )
+}
+
+/// Hashes what arrives until the sender is gone.
+fn hash(rx: Receiver<Hashed>) -> Sha256 {
+    let mut hasher = Hasher::new();
+    for data in rx {
+        hasher.update(data.bytes());
+    }
+    Sha256(hasher.finalize().into())
 }
 
 fn hash_stopped() -> Error {
@@ -267,7 +276,7 @@ enum Chunk {
 /// hash thread.
 struct StoredSink<'p> {
     tx: mpsc::Sender<Chunk>,
-    hash: SyncSender<ToHash>,
+    hash: SyncSender<Hashed>,
     buf: BytesMut,
     chunk_size: usize,
     bytes: u64,
@@ -280,7 +289,7 @@ impl StoredSink<'_> {
         let chunk = full.freeze();
         self.progress.stored(chunk.len() as u64);
         self.hash
-            .send(ToHash::Stored(chunk.clone()))
+            .send(Hashed::Stored(chunk.clone()))
             .map_err(|_| hash_stopped())?;
         self.tx
             .blocking_send(Chunk::Data(chunk))
