@@ -219,11 +219,15 @@ impl IndexFile {
     }
 
     fn err(&self, e: io::Error) -> Error {
-        Error::Config(format!(
-            "cannot write the file index in {}: {e}",
-            self.dir.display()
-        ))
+        index_err(&self.dir, e)
     }
+}
+
+fn index_err(dir: &Path, e: io::Error) -> Error {
+    Error::Config(format!(
+        "cannot write the file index in {}: {e}",
+        dir.display()
+    ))
 }
 
 impl Drop for IndexFile {
@@ -247,12 +251,7 @@ impl Tracker {
     /// `parent`'s index when there is one.
     pub(crate) fn new(parent: Option<Index>, dir: &Path, backup: &BackupId) -> Result<Tracker> {
         let scanned_ns = now_ns();
-        let index = IndexFile::create(dir, backup, scanned_ns).map_err(|e| {
-            Error::Config(format!(
-                "cannot write the file index in {}: {e}",
-                dir.display()
-            ))
-        })?;
+        let index = IndexFile::create(dir, backup, scanned_ns).map_err(|e| index_err(dir, e))?;
         Ok(Tracker {
             parent: parent.map(|p| {
                 let by_name = p.entries.into_iter().map(|e| (e.name.clone(), e)).collect();
