@@ -218,31 +218,50 @@ impl Store for LocalStore {
 
     async fn put(&self, key: &str, mut data: ByteStream) -> Result<ObjectMeta> {
         let path = self.path_of(key)?;
-        let (store, key) = (self.clone(), key.to_owned());
+        let put_err = |e| self.err("put", key, e);
+        let create = path.clone();
+        let (mut writer, tmp) = blocking(move || create_temp(&create))
+            .await
+            .map_err(put_err)?;
+        // Held here, not on the write thread, so that a put dropped half-way
+        // removes its temporary file at once; dropping `_abandon` also tells
+        // the write thread to stop waiting for the stream.
+        let mut guard = TempFile(Some(tmp.clone()));
+        let (_abandon, mut abandoned) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Handle::current();
+        let (store, owned_key) = (self.clone(), key.to_owned());
         // One blocking thread takes every chunk from the stream and writes
         // it: handing each chunk to the blocking pool instead cost two
         // thread wake-ups per chunk, which the pipeline waited for.
-        tokio::task::spawn_blocking(move || {
-            let put_err = |e| store.err("put", &key, e);
-            let (mut writer, tmp) = create_temp(&path).map_err(put_err)?;
-            let mut guard = TempFile(Some(tmp.clone()));
-            while let Some(chunk) = runtime.block_on(data.next()) {
-                writer.write(&chunk?).map_err(put_err)?;
+        let size = tokio::task::spawn_blocking(move || {
+            let put_err = |e| store.err("put", &owned_key, e);
+            loop {
+                let next = runtime.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = &mut abandoned => None,
+                        chunk = data.next() => Some(chunk),
+                    }
+                });
+                match next {
+                    None => return Err(Error::Interrupted("the put was abandoned".into())),
+                    Some(None) => break,
+                    Some(Some(chunk)) => writer.write(&chunk?).map_err(put_err)?,
+                }
             }
-            let size = commit(writer, &tmp, &path).map_err(put_err)?;
-            guard.0 = None;
-            Ok(ObjectMeta {
-                key,
-                size,
-                modified: Some(Utc::now()),
-            })
+            commit(writer, &tmp, &path).map_err(put_err)
         })
         .await
         .unwrap_or_else(|e| {
             Err(Error::Interrupted(format!(
                 "the store's write thread failed: {e}"
             )))
+        })?;
+        guard.0 = None;
+        Ok(ObjectMeta {
+            key: key.to_owned(),
+            size,
+            modified: Some(Utc::now()),
         })
     }
 
