@@ -72,13 +72,14 @@ impl Recipients {
         matches!(self, Recipients::Passphrase(_))
     }
 
-    pub(crate) fn encryptor(&self) -> Result<age::Encryptor> {
+    /// The recipients as the age crate takes them.
+    pub(crate) fn age_recipients(&self) -> Vec<Box<dyn age::Recipient>> {
         match self {
-            Recipients::Keys(keys) => {
-                age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
-                    .map_err(|e| Error::Encrypt(e.to_string()))
-            }
-            Recipients::Passphrase(p) => Ok(age::Encryptor::with_user_passphrase(p.clone())),
+            Recipients::Keys(keys) => keys
+                .iter()
+                .map(|k| Box::new(k.clone()) as Box<dyn age::Recipient>)
+                .collect(),
+            Recipients::Passphrase(p) => vec![Box::new(age::scrypt::Recipient::new(p.clone()))],
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod frames;
+pub(crate) mod seal;
 
 /// Size of the blocks handed between pipeline threads.
 pub(crate) const BLOCK: usize = 256 << 10;

@@ -81,10 +81,7 @@ pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
 /// Encrypts `data` as an age file.
 pub fn encrypt(data: &[u8], recipients: &Recipients) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 4096 + 1024);
-    let mut w = recipients
-        .encryptor()?
-        .wrap_output(&mut out)
-        .map_err(unwrap_io)?;
+    let mut w = crate::pipeline::seal::Sealer::new(recipients, &mut out)?;
     w.write_all(data).map_err(unwrap_io)?;
     w.finish().map_err(unwrap_io)?;
     Ok(out)

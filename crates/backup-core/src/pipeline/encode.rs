@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256 as Hasher};
 use tokio::sync::mpsc;
 
 use super::frames::{self, FrameReader, FrameWriter, Plaintext};
+use super::seal::Sealer;
 use super::{
     Measured, PipelineOptions, QUEUE, downstream_closed, first_failure, on_thread, split,
     unwrap_io, upstream_failed, wrap,
@@ -105,7 +106,6 @@ pub(crate) async fn encode(
     let seal_progress = Arc::clone(&progress);
     let chunk_size = opts.chunk_size;
     let seal = on_thread(move || {
-        let encryptor = recipients.encryptor()?;
         // Each hash is taken on a thread of its own: with encryption, one
         // thread would be the pipeline's bottleneck wherever the data does
         // not compress.
@@ -119,7 +119,7 @@ pub(crate) async fn encode(
             bytes: 0,
             progress: seal_progress.as_ref(),
         };
-        let age = encryptor.wrap_output(sink).map_err(unwrap_io)?;
+        let age = Sealer::new(&recipients, sink)?;
         std::thread::scope(|scope| {
             let hasher = |rx| {
                 std::thread::Builder::new()
@@ -162,7 +162,7 @@ pub(crate) async fn encode(
 /// Encrypts the compressed frames in order and hands each frame's plaintext
 /// to the hash thread. Returns the compressed and the stored size.
 fn seal(
-    mut age: age::stream::StreamWriter<StoredSink<'_>>,
+    mut age: Sealer<StoredSink<'_>>,
     mut frames: FrameReader,
     hash: SyncSender<Hashed>,
 ) -> Result<(u64, u64)> {
