@@ -45,9 +45,9 @@ pub struct PipelineOptions {
     /// and use more memory. Default 512 KiB (see [`PipelineOptions::with_level`]).
     pub frame_size: usize,
     /// Bytes per chunk handed to the store. Default 768 KiB: each chunk
-    /// wakes the store's write thread and the hash thread, and with 256 KiB
-    /// chunks those wake-ups cost ~4% of a local backup's wall time
-    /// (2 MiB less memory).
+    /// wakes the store's write thread and the hash thread; 256 KiB chunks
+    /// used 2 MiB less memory, but their wake-ups cost ~4% of a local
+    /// backup's wall time.
     pub chunk_size: usize,
 }
 

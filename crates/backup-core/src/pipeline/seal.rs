@@ -177,18 +177,36 @@ mod tests {
         plain
     }
 
+    fn seal_in_pieces(recipients: &Recipients, data: &[u8], piece: usize) -> Vec<u8> {
+        let mut sealer = Sealer::new(recipients, Vec::new()).expect("sealer");
+        for part in data.chunks(piece) {
+            sealer.write_all(part).expect("write");
+        }
+        sealer.finish().expect("finish")
+    }
+
     #[test]
     fn the_age_crate_reads_every_length_around_chunk_boundaries() {
         let identity = age::x25519::Identity::generate();
         let recipients = Recipients::Keys(vec![identity.to_public()]);
         for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 17] {
             let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let mut sealer = Sealer::new(&recipients, Vec::new()).expect("sealer");
-            for piece in data.chunks(1000 + len % 7) {
-                sealer.write_all(piece).expect("write");
-            }
-            let file = sealer.finish().expect("finish");
+            let file = seal_in_pieces(&recipients, &data, 1000 + len % 7);
             assert_eq!(decrypt(&identity, &file), data, "length {len}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn random_bytes_in_random_writes_round_trip(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4 * CHUNK + 100),
+            piece in 1usize..3 * CHUNK,
+        ) {
+            let identity = age::x25519::Identity::generate();
+            let recipients = Recipients::Keys(vec![identity.to_public()]);
+            let file = seal_in_pieces(&recipients, &data, piece);
+            proptest::prop_assert_eq!(decrypt(&identity, &file), data);
         }
     }
 
