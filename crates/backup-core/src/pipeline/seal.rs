@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 
 use age::secrecy::ExposeSecret;
+use age::secrecy::zeroize::Zeroizing;
 use age_core::format::{FileKey, Stanza};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 
@@ -62,8 +63,14 @@ impl<W: Write> Sealer<W> {
             .checked_sub(NONCE)
             .map(|at| &header[at..])
             .ok_or_else(|| Error::Encrypt("the age header is too short".into()))?;
-        let payload_key = age_core::primitives::hkdf(nonce, b"payload", file_key.expose_secret());
-        let key = UnboundKey::new(&CHACHA20_POLY1305, &payload_key)
+        // Wiped when this function returns; ring keeps its own expanded
+        // copy for as long as the sealer lives.
+        let payload_key = Zeroizing::new(age_core::primitives::hkdf(
+            nonce,
+            b"payload",
+            file_key.expose_secret(),
+        ));
+        let key = UnboundKey::new(&CHACHA20_POLY1305, payload_key.as_ref())
             .map(LessSafeKey::new)
             .map_err(|_| Error::Encrypt("cannot set up ChaCha20-Poly1305".into()))?;
         out.write_all(&header).map_err(io_error)?;
