@@ -6,7 +6,7 @@ use std::path::Path;
 
 use backup_core::jobs::Config;
 use backup_core::retention::Keep;
-use backup_core::schedule::Schedule;
+use backup_core::jobs::schedule::Schedule;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

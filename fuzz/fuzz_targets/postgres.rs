@@ -3,7 +3,7 @@
 //! panic.
 #![no_main]
 
-use backup_core::postgres::{PgTarget, pgpass, tools};
+use pg::{PgTarget, pgpass, tools};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,4 +26,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = pgpass::find(file, url, 5432, "db", "user");
     let _ = tools::parse_version(text);
+    let _ = pg::url_has_password(url);
 });

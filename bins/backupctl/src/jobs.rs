@@ -5,15 +5,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use backup_core::jobs::{Config, Daemon, Outcome, RunKind, RunRecord, SystemClock, run_job};
+use backup_core::jobs::schedule::parse_zone;
+use backup_core::jobs::{Config, Daemon, SystemClock, run_job};
 use backup_core::retention::{Policy, PrunePlan};
-use backup_core::schedule::parse_zone;
+use backup_core::{Outcome, RunKind, RunRecord};
 use chrono::Utc;
 use chrono_tz::Tz;
-use indicatif::HumanBytes;
 
-use crate::cli::{PruneArgs, RepoArgs, ScheduleCommand};
-use crate::{repository, stop_requested, usage};
+use crate::args::{PruneArgs, RepoArgs, ScheduleCommand};
+use crate::{repository, usage};
 
 fn load(path: &Path) -> Result<Config> {
     Ok(Config::load(path)?)
@@ -63,12 +63,11 @@ pub(crate) async fn prune(args: &PruneArgs) -> Result<()> {
         .prune(&policy, &zone, name.as_deref(), args.apply)
         .await?;
     if args.json {
-        let json = serde_json::json!({
+        cli::print_json(&serde_json::json!({
             "applied": args.apply,
             "time_zone": zone.name(),
             "decisions": plan.decisions,
-        });
-        println!("{json:#}");
+        }))?;
     } else {
         print!("{}", prune_text(&plan, &zone, args.apply));
     }
@@ -144,9 +143,9 @@ pub(crate) async fn run(job: &str, config: &Path, drill: bool, json: bool) -> Re
     } else {
         RunKind::Full
     };
-    let record = run_job(job, kind, &SystemClock, None, stop_requested()).await;
+    let record = run_job(job, kind, &SystemClock, None, cli::shutdown_signal()).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&record)?);
+        cli::print_json(&record)?;
     } else {
         eprintln!("{}", record_line(&record, &job.zone));
         for w in &record.warnings {
@@ -174,7 +173,7 @@ pub(crate) async fn daemon(config_path: &Path) -> Result<()> {
         config_path.display()
     );
     let daemon = Daemon::new(config, Arc::new(SystemClock));
-    daemon.run(stop_requested()).await?;
+    daemon.run(cli::shutdown_signal()).await?;
     eprintln!("backupctl daemon: stopped");
     Ok(())
 }
@@ -227,7 +226,7 @@ pub(crate) async fn history(
         records.drain(..skip);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        cli::print_json(&records)?;
     } else if records.is_empty() {
         eprintln!("no runs recorded");
     } else {
@@ -255,7 +254,7 @@ fn record_line(r: &RunRecord, zone: &Tz) -> String {
         line.push_str(&format!("  {id}"));
     }
     if let Some(sizes) = &r.sizes {
-        line.push_str(&format!("  {}", HumanBytes(sizes.stored)));
+        line.push_str(&format!("  {}", cli::format_size(sizes.stored)));
     }
     line.push_str(&format!("  {:.1}s", r.duration_seconds()));
     if r.pruned > 0 {

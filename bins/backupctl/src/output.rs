@@ -5,7 +5,6 @@ use std::time::Duration;
 use backup_core::manifest::{PgDump, RowCounts, SourceInfo};
 use backup_core::postgres::DrillReport;
 use backup_core::{Error, GcReport, Manifest, VerifyReport};
-use indicatif::HumanBytes;
 use serde_json::{Value, json};
 
 /// One line describing a finished backup, for standard error.
@@ -20,12 +19,12 @@ pub(crate) fn backup_summary(m: &Manifest, took: Duration) -> String {
         n => format!(" -{n}"),
     };
     let mut line = format!(
-        "backed up {} ({}) as `{}`: {} stored (zstd{level}, {ratio:.2}x) in {:.1?}",
+        "backed up {} ({}) as `{}`: {} stored (zstd{level}, {ratio:.2}x) in {}",
         source(&m.source),
-        HumanBytes(m.sizes.raw),
+        cli::format_size(m.sizes.raw),
         m.name,
-        HumanBytes(m.sizes.stored),
-        took
+        cli::format_size(m.sizes.stored),
+        cli::format_duration(took)
     );
     for w in &m.warnings {
         line.push_str(&format!("\nwarning: {w}"));
@@ -61,36 +60,17 @@ pub(crate) fn table(backups: &[&Manifest]) -> String {
     if backups.is_empty() {
         return "no backups\n".into();
     }
-    let rows: Vec<[String; 5]> = backups
-        .iter()
-        .map(|m| {
-            [
-                m.id.to_string(),
-                m.name.clone(),
-                m.finished_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                HumanBytes(m.sizes.raw).to_string(),
-                HumanBytes(m.sizes.stored).to_string(),
-            ]
-        })
-        .collect();
-    let header = ["ID", "NAME", "FINISHED (UTC)", "SIZE", "STORED"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    let mut table = cli::Table::new(["ID", "NAME", "FINISHED (UTC)", "SIZE", "STORED"]);
+    for m in backups {
+        table.row([
+            m.id.to_string(),
+            m.name.clone(),
+            m.finished_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            cli::format_size(m.sizes.raw),
+            cli::format_size(m.sizes.stored),
+        ]);
     }
-    let mut out = String::new();
-    for row in std::iter::once(header.map(String::from)).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    table.to_string()
 }
 
 /// The `verify --json` document.
@@ -131,32 +111,21 @@ pub(crate) fn gc_text(r: &GcReport, older_than: Duration) -> String {
         out.push_str(&format!(
             "{verb} unreferenced {} ({})\n",
             o.key,
-            HumanBytes(o.size)
+            cli::format_size(o.size)
         ));
     }
     out.push_str(&format!(
         "{} unfinished write(s) and {} unreferenced object(s) ({}) older than {}",
         r.incomplete.len(),
         r.unreferenced.len(),
-        HumanBytes(r.unreferenced_bytes),
-        humantime(older_than),
+        cli::format_size(r.unreferenced_bytes),
+        cli::format_duration(older_than),
     ));
     if !r.applied && (!r.incomplete.is_empty() || !r.unreferenced.is_empty()) {
         out.push_str("; dry run, pass --apply to remove them");
     }
     out.push('\n');
     out
-}
-
-fn humantime(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "0s".into(),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
 }
 
 /// The `gc --json` document.
@@ -216,9 +185,9 @@ pub(crate) fn drill_text(r: &DrillReport, took: Duration) -> String {
     };
     if r.passed() {
         out.push_str(&format!(
-            "ok: {} tables restored and match the manifest's {compared} ({:.1?})\n",
+            "ok: {} tables restored and match the manifest's {compared} ({})\n",
             r.tables.len(),
-            took
+            cli::format_duration(took)
         ));
     } else {
         out.push_str(&format!(

@@ -16,6 +16,10 @@ pub enum Source<'a> {
 }
 
 /// Reads the rules.
+///
+/// # Errors
+///
+/// When the file cannot be read or its rules do not parse.
 pub fn rules(source: Source<'_>) -> Result<Vec<Rule>> {
     let (path, compose) = match source {
         Source::Policy(p) => (p, false),
@@ -31,35 +35,17 @@ pub fn rules(source: Source<'_>) -> Result<Vec<Rule>> {
     })
 }
 
-/// The plan as a table: container, setting, current, desired.
+/// The plan as a table: container, setting, current, desired (columns
+/// line up whatever the characters in the names).
 pub fn table(changes: &[Change]) -> String {
-    let rows: Vec<[String; 4]> = changes
-        .iter()
-        .map(|c| {
-            [
-                c.container.clone(),
-                c.setting.to_string(),
-                c.current_text(),
-                c.desired_text(),
-            ]
-        })
-        .collect();
-    let header = ["CONTAINER", "SETTING", "CURRENT", "DESIRED"].map(str::to_owned);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
+    let mut table = cli::Table::new(["CONTAINER", "SETTING", "CURRENT", "DESIRED"]);
+    for c in changes {
+        table.row([
+            c.container.clone(),
+            c.setting.to_string(),
+            c.current_text(),
+            c.desired_text(),
+        ]);
     }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    table.to_string()
 }

@@ -12,13 +12,19 @@ use limitsctl::{Source, rules, table};
 /// containers, applied live through the Docker Engine's update API
 /// (no restart), re-read and confirmed, and checked for drift.
 ///
-/// Exit codes: 0 success (drift: none); 1 failure (drift: differences
+/// Sizes are written 512m, 1.5g, 256MiB or a byte count, as in compose
+/// files; logs go to standard error (-v, -q, --log-format json,
+/// SHIPSHAPE_LOG).
+///
+/// Exit status: 0 success (drift: none); 1 failure (drift: differences
 /// found; apply: a change did not hold); 2 usage error.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: cli::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,23 +77,8 @@ impl Common {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("limitsctl: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("limitsctl: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let log = cli.log.clone();
+    cli::Main::new().run(&log, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -101,23 +92,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let drift = matches!(cli.command, Command::Drift(_));
             let changes = engine.plan(&rules).await?;
             if c.json {
-                println!("{}", serde_json::to_string_pretty(&changes)?);
+                cli::print_json(&changes)?;
             } else if changes.is_empty() {
                 println!("no changes: every container has its declared limits");
             } else {
                 print!("{}", table(&changes));
             }
             Ok(if drift && !changes.is_empty() {
-                ExitCode::FAILURE
+                cli::exit::FAILURE
             } else {
-                ExitCode::SUCCESS
+                cli::exit::SUCCESS
             })
         }
         Command::Apply { common, force } => {
             let outcomes = engine.apply(&rules, force).await?;
             let held = outcomes.iter().all(|o| o.remaining.is_empty());
             if common.json {
-                println!("{}", serde_json::to_string_pretty(&outcomes)?);
+                cli::print_json(&outcomes)?;
             } else if outcomes.is_empty() {
                 println!("no changes: every container has its declared limits");
             } else {
@@ -139,9 +130,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if held {
-                ExitCode::SUCCESS
+                cli::exit::SUCCESS
             } else {
-                ExitCode::FAILURE
+                cli::exit::FAILURE
             })
         }
     }

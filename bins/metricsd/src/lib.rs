@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -27,6 +27,7 @@ use axum::routing::get;
 use limits::rate::{Policy, RateLimitLayer, RateLimiter, TrustedProxies};
 use metrics_core::{Config, Evaluator, Format, Scraper, Webhooks};
 use serde::Deserialize;
+use settings::{ExposeSecret, Secret};
 
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9188";
@@ -40,7 +41,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The environment variable holding the API's bearer token.
     pub token_env: Option<String>,
-    /// A file whose first line is the API's bearer token.
+    /// A file (mode 0600) whose first line is the API's bearer token.
     pub token_file: Option<PathBuf>,
     /// Proxies whose `X-Forwarded-For` is believed.
     #[serde(default)]
@@ -103,23 +104,17 @@ pub struct AppState {
 impl AppState {
     /// The state for `config`: collectors built and secrets read.
     pub fn new(server: &ServerConfig, config: &Config) -> Result<Self> {
-        let token = match (&server.token_env, &server.token_file) {
-            (Some(_), Some(_)) => bail!("[server]: give token_env or token_file, not both"),
-            (Some(var), None) => Some(
-                std::env::var(var)
-                    .ok()
-                    .filter(|t| !t.is_empty())
-                    .with_context(|| format!("[server] token_env: {var} is not set"))?,
-            ),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("[server] token_file {}", path.display()))?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
+        let secret = Secret::pick("token", server.token_env.clone(), server.token_file.clone())
+            .map_err(|e| anyhow::anyhow!("[server]: {e}"))?;
+        let token = match secret {
+            Some(secret) => Some(
+                secret
+                    .read()
+                    .context("[server] token")?
+                    .expose_secret()
                     .to_owned(),
             ),
-            (None, None) => None,
+            None => None,
         };
         Ok(AppState {
             scraper: config.scraper()?,
@@ -248,38 +243,77 @@ pub async fn serve(
     result.context("serving HTTP")
 }
 
-/// `metricsd check`: every collector (and so every probe) once; a line per
-/// collector and per failing series; `Ok(false)` when anything is down.
-pub async fn check(config: &Config, out: &mut impl std::io::Write) -> Result<bool> {
+/// What `metricsd check` found: every collector's status and every
+/// probe or server that is down.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckReport {
+    /// True when every collector is up and nothing is down.
+    pub ok: bool,
+    /// One entry per collector.
+    pub collectors: Vec<serde_json::Value>,
+    /// `metric{labels}` of each probe or server that is down.
+    pub down: Vec<String>,
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in &self.collectors {
+            let up = c["up"].as_bool().unwrap_or(false);
+            writeln!(
+                f,
+                "{} {:<24} {:>7.1} ms{}",
+                if up { "ok  " } else { "FAIL" },
+                c["name"].as_str().unwrap_or_default(),
+                c["ms"].as_f64().unwrap_or_default(),
+                c["error"]
+                    .as_str()
+                    .map(|e| format!("  {e}"))
+                    .unwrap_or_default()
+            )?;
+        }
+        for d in &self.down {
+            writeln!(f, "FAIL {d} = 0")?;
+        }
+        Ok(())
+    }
+}
+
+/// `metricsd check`: every collector (and so every probe) once.
+///
+/// # Errors
+///
+/// When the collectors cannot be built from `config` (a password that
+/// cannot be read, say).
+pub async fn check(config: &Config) -> Result<CheckReport> {
     let scraper = config.scraper()?;
     let (snapshot, statuses) = scraper.scrape().await;
-    let mut ok = true;
-    for s in &statuses {
-        let mark = if s.up { "ok  " } else { "FAIL" };
-        ok &= s.up;
-        writeln!(
-            out,
-            "{mark} {:<24} {:>7.1} ms{}",
-            s.name,
-            s.duration.as_secs_f64() * 1000.0,
-            s.error
-                .as_deref()
-                .map(|e| format!("  {e}"))
-                .unwrap_or_default()
-        )?;
-    }
+    let collectors = statuses
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "up": s.up,
+                "ms": s.duration.as_secs_f64() * 1000.0,
+                "error": s.error,
+            })
+        })
+        .collect();
+    let mut down = Vec::new();
     for name in ["shipshape_probe_up", "shipshape_pg_up"] {
         for sample in snapshot.family(name).iter().flat_map(|f| &f.samples) {
             if sample.value < 1.0 {
-                ok = false;
                 let who: Vec<String> = sample
                     .labels
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                writeln!(out, "FAIL {name}{{{}}} = 0", who.join(","))?;
+                down.push(format!("{name}{{{}}}", who.join(",")));
             }
         }
     }
-    Ok(ok)
+    Ok(CheckReport {
+        ok: statuses.iter().all(|s| s.up) && down.is_empty(),
+        collectors,
+        down,
+    })
 }

@@ -14,71 +14,74 @@ use clap::{Parser, Subcommand};
 /// webhooks. Every route is rate-limited per client. Binds 127.0.0.1:9188
 /// unless told otherwise.
 ///
+/// Durations in the config are written 90s, 5min, 1h30m or 7d; logs go
+/// to standard error (-v, -q, --log-format json, SHIPSHAPE_LOG; info by
+/// default).
+///
+/// Exit status: 0 success (check: everything up); 1 failure (check:
+/// something down); 2 usage error.
+///
 /// Example: metricsd --config /etc/shipshape/metricsd.toml
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
     /// The configuration file (TOML): [server], [host], [[postgres]],
-    /// [[probe]], [[backup]], [[alert]], [[webhook]].
-    #[arg(long, short, global = true)]
+    /// [[probe]], [[backup]], [docker], [[alert]], [[webhook]].
+    #[arg(
+        long,
+        short,
+        global = true,
+        value_name = "FILE",
+        env = "SHIPSHAPE_METRICSD_CONFIG"
+    )]
     config: Option<PathBuf>,
     /// Listen here instead of [server].listen.
     #[arg(long)]
     listen: Option<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    log: cli::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs every collector and probe once and exits 0 when all are up,
     /// 1 otherwise: a smoke test after a deploy.
-    Check,
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-    let Some(config) = cli.config.clone() else {
-        eprintln!("metricsd: --config FILE is required (see metricsd --help)");
-        return ExitCode::from(2);
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let log = cli.log.clone();
+    cli::Main::new()
+        .default_level(tracing::Level::INFO)
         .max_blocking_threads(4)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("metricsd: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli, config)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("metricsd: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        .run(&log, run(cli))
 }
 
-async fn run(cli: Cli, path: PathBuf) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let Some(path) = cli.config.clone() else {
+        return Err(cli::usage(
+            "--config FILE is required (see metricsd --help)",
+        ));
+    };
     let (mut server, config) = metricsd::load(&path)?;
-    if let Some(Command::Check) = cli.command {
-        let ok = metricsd::check(&config, &mut std::io::stdout()).await?;
-        return Ok(if ok {
-            ExitCode::SUCCESS
+    if let Some(Command::Check { json }) = cli.command {
+        let report = metricsd::check(&config).await?;
+        if json {
+            cli::print_json(&report)?;
         } else {
-            ExitCode::FAILURE
+            print!("{report}");
+        }
+        return Ok(if report.ok {
+            cli::exit::SUCCESS
+        } else {
+            cli::exit::FAILURE
         });
     }
     if let Some(listen) = cli.listen {
@@ -96,15 +99,7 @@ async fn run(cli: Cli, path: PathBuf) -> anyhow::Result<ExitCode> {
         "metricsd serving /metrics, /api/v1/metrics, /api/v1/alerts, /healthz"
     );
     let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        cli::shutdown_signal().await;
         tracing::info!("shutting down");
     };
     metricsd::serve(
@@ -116,5 +111,5 @@ async fn run(cli: Cli, path: PathBuf) -> anyhow::Result<ExitCode> {
         shutdown,
     )
     .await?;
-    Ok(ExitCode::SUCCESS)
+    Ok(cli::exit::SUCCESS)
 }

@@ -25,88 +25,66 @@ use futures::TryStreamExt;
 
 use crate::error::{Error, Result};
 use crate::manifest::SourceInfo;
-use crate::source::Sink;
+use crate::sink::Sink;
 
 /// Where the helper container mounts the volume.
 const MOUNT: &str = "/volume";
 
-/// A Docker volume to back up.
-#[derive(Debug, Clone)]
-pub struct VolumeSource {
-    /// The volume's name.
-    pub volume: String,
-    /// Stop running containers with this label (`key` or `key=value`)
-    /// while the volume is read, and start them again afterwards.
-    pub stop_label: Option<String>,
-    /// The image for the helper container (it is created, never started);
-    /// by default the image of a container using the volume, or any local
-    /// image.
-    pub helper_image: Option<String>,
-}
-
-impl VolumeSource {
-    /// A volume source with no containers stopped.
-    pub fn new(volume: impl Into<String>) -> Self {
-        VolumeSource {
-            volume: volume.into(),
-            stop_label: None,
-            helper_image: None,
-        }
-    }
-
-    /// Stops containers with `label` during the read.
-    pub fn with_stop_label(mut self, label: impl Into<String>) -> Self {
-        self.stop_label = Some(label.into());
-        self
-    }
-
-    /// Reads the volume into `out`. Called on a pipeline thread inside the
-    /// runtime.
-    pub(crate) fn produce(self, out: &mut dyn Sink) -> Result<SourceInfo> {
-        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::Config("Docker volume backups must run inside a Tokio runtime".into())
-        })?;
-        rt.block_on(async {
-            let docker = connect().await?;
-            volume_exists(&docker, &self.volume).await?;
-            let stopped = stop_labelled(&docker, self.stop_label.as_deref()).await?;
-            let read = async {
-                let helper =
-                    Helper::create(&docker, &self.volume, self.helper_image.as_deref(), true)
-                        .await?;
-                let mut stream = Box::pin(docker.download_from_container(
-                    &helper.id,
-                    Some(DownloadFromContainerOptions {
-                        path: MOUNT.to_owned(),
-                    }),
-                ));
-                let copied = async {
-                    while let Some(chunk) =
-                        stream.try_next().await.map_err(engine("read the volume"))?
-                    {
-                        out.write_all(&chunk).map_err(|e| {
-                            Error::Interrupted(format!("writing the volume's archive: {e}"))
-                        })?;
-                    }
-                    Ok::<(), Error>(())
+/// Reads `volume` into `out` through a helper container of
+/// `helper_image` (default: the image of a container using the volume,
+/// else any local image), stopping the running containers with
+/// `stop_label` meanwhile and starting them again after, also on failure.
+/// Called on a pipeline thread inside the runtime.
+pub(crate) fn read(
+    volume: &str,
+    stop_label: Option<&str>,
+    helper_image: Option<&str>,
+    out: &mut dyn Sink,
+) -> Result<SourceInfo> {
+    let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
+        what: "a Docker volume backup",
+    })?;
+    rt.block_on(async {
+        let docker = connect().await?;
+        volume_exists(&docker, volume).await?;
+        let stopped = stop_labelled(&docker, stop_label).await?;
+        let read = async {
+            let helper = Helper::create(&docker, volume, helper_image, true).await?;
+            let mut stream = Box::pin(docker.download_from_container(
+                &helper.id,
+                Some(DownloadFromContainerOptions {
+                    path: MOUNT.to_owned(),
+                }),
+            ));
+            let copied = async {
+                while let Some(chunk) =
+                    stream.try_next().await.map_err(engine("read the volume"))?
+                {
+                    out.write_all(&chunk).map_err(|e| {
+                        Error::Interrupted(format!("writing the volume's archive: {e}"))
+                    })?;
                 }
-                .await;
-                helper.remove(&docker).await;
-                copied
+                Ok::<(), Error>(())
             }
             .await;
-            let restarted = start_again(&docker, &stopped).await;
-            read?;
-            restarted?;
-            Ok(SourceInfo::DockerVolume {
-                volume: self.volume.clone(),
-            })
+            helper.remove(&docker).await;
+            copied
+        }
+        .await;
+        let restarted = start_again(&docker, &stopped).await;
+        read?;
+        restarted?;
+        Ok(SourceInfo::DockerVolume {
+            volume: volume.to_owned(),
         })
-    }
+    })
 }
 
 fn engine(operation: &str) -> impl Fn(bollard::errors::Error) -> Error + '_ {
-    move |e| Error::Config(format!("Docker Engine: {operation}: {e}"))
+    move |e| Error::Docker {
+        operation: operation.to_owned(),
+        problem: e.to_string(),
+    }
 }
 
 async fn connect() -> Result<Docker> {
@@ -122,10 +100,13 @@ async fn volume_exists(docker: &Docker, volume: &str) -> Result<()> {
         .inspect_volume(volume)
         .await
         .map(|_| ())
-        .map_err(|e| {
-            Error::Config(format!(
-                "Docker volume `{volume}` not found ({e}); `docker volume ls` lists them"
-            ))
+        .map_err(|e| match &e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => Error::VolumeNotFound {
+                volume: volume.to_owned(),
+            },
+            _ => engine("inspect the volume")(e),
         })
 }
 
@@ -173,10 +154,10 @@ async fn start_again(docker: &Docker, ids: &[String]) -> Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::Config(format!(
-            "Docker Engine: could not start again the containers stopped for the backup: {}",
-            failed.join("; ")
-        )))
+        Err(Error::Docker {
+            operation: "start again the containers stopped for the backup".into(),
+            problem: failed.join("; "),
+        })
     }
 }
 
@@ -251,18 +232,20 @@ async fn any_image(docker: &Docker, volume: &str) -> Result<String> {
         .list_images(None::<ListImagesOptions>)
         .await
         .map_err(engine("list images"))?;
-    images.into_iter().next().map(|i| i.id).ok_or_else(|| {
-        Error::Config(
-            "Docker Engine: no local image for the helper container; pass one (helper_image)"
-                .into(),
-        )
-    })
+    images
+        .into_iter()
+        .next()
+        .map(|i| i.id)
+        .ok_or_else(|| Error::Docker {
+            operation: "choose an image for the helper container".into(),
+            problem: "the engine has no image; name one (helper_image)".into(),
+        })
 }
 
-/// Restores a volume backup's plaintext (the engine's tar archive, entries
+/// Writes a volume backup's plaintext (the engine's tar archive, entries
 /// under `volume/`) into `volume`, created when missing. Refuses a volume
 /// that holds anything unless `force`.
-pub async fn restore_volume(
+async fn upload_volume(
     volume: &str,
     force: bool,
     archive: impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
@@ -287,7 +270,11 @@ pub async fn restore_volume(
                 }),
             ));
             let mut tar = Vec::new();
-            while let Some(chunk) = listing.try_next().await.map_err(engine("read the volume"))? {
+            while let Some(chunk) = listing
+                .try_next()
+                .await
+                .map_err(engine("read the volume"))?
+            {
                 tar.extend_from_slice(&chunk);
                 if tar.len() > 64 * 1024 {
                     break;
@@ -298,9 +285,10 @@ pub async fn restore_volume(
                 .map(|e| e.filter_map(|x| x.ok()).count())
                 .unwrap_or(0);
             if entries > 1 {
-                return Err(Error::Config(format!(
-                    "Docker volume `{volume}` is not empty; restore into a new volume or pass --force"
-                )));
+                return Err(Error::TargetNotEmpty {
+                    target: format!("Docker volume `{volume}`"),
+                    holds: "is not empty".into(),
+                });
             }
         }
         let body = bollard::body_try_stream(archive);
@@ -342,44 +330,42 @@ impl Write for ChannelWriter {
     }
 }
 
-impl crate::Repository {
-    /// Restores a Docker volume backup into `volume` (created when
-    /// missing; refused when it holds anything, unless `opts.force`),
-    /// streaming the plaintext into the engine as it is decrypted.
-    pub async fn restore_volume(
-        &self,
-        manifest: &crate::Manifest,
-        identities: &crate::Identities,
-        volume: &str,
-        opts: &crate::RestoreOptions,
-    ) -> Result<crate::RestoreReport> {
-        if !matches!(manifest.source, SourceInfo::DockerVolume { .. }) {
-            return Err(Error::Config(format!(
-                "backup {} is not of a Docker volume; restore it to a path",
-                manifest.id
-            )));
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
-        let failed = tx.clone();
-        let archive = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+/// Restores a Docker volume backup into `volume`; see
+/// [`Repository::restore_volume`](crate::Repository::restore_volume).
+pub(crate) async fn restore(
+    store: &dyn crate::Store,
+    manifest: &crate::Manifest,
+    identities: &crate::Identities,
+    volume: &str,
+    opts: &crate::RestoreOptions,
+) -> Result<crate::RestoreReport> {
+    if !matches!(manifest.source, SourceInfo::DockerVolume { .. }) {
+        return Err(Error::WrongKind {
+            id: manifest.id.to_string(),
+            problem: "is not of a Docker volume; restore it to a path".into(),
         });
-        let upload = restore_volume(volume, opts.force, archive);
-        let restore = async {
-            let target = crate::RestoreTarget::Writer(Box::new(ChannelWriter { tx }));
-            let restored = self.restore(manifest, identities, target, opts).await;
-            if restored.is_err() {
-                // Abort the upload rather than let the engine keep a
-                // truncated archive.
-                let _ = failed
-                    .send(Err(std::io::Error::other("the restore failed")))
-                    .await;
-            }
-            drop(failed);
-            restored
-        };
-        let (uploaded, restored) = futures::join!(upload, restore);
-        uploaded?;
-        restored
     }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let failed = tx.clone();
+    let archive = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let upload = upload_volume(volume, opts.force, archive);
+    let restore = async {
+        let target = crate::RestoreTarget::Writer(Box::new(ChannelWriter { tx }));
+        let restored =
+            crate::ops::restore::restore(store, manifest, identities, target, opts).await;
+        if restored.is_err() {
+            // Abort the upload rather than let the engine keep a
+            // truncated archive.
+            let _ = failed
+                .send(Err(std::io::Error::other("the restore failed")))
+                .await;
+        }
+        drop(failed);
+        restored
+    };
+    let (uploaded, restored) = futures::join!(upload, restore);
+    uploaded?;
+    restored
 }

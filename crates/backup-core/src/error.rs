@@ -5,12 +5,16 @@
 //! variant ever carries key material or passphrases.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in backup-core.
+///
+/// Messages say what failed, on what, and what to do, in the library's
+/// words: they never name a command-line flag (a binary adds those, e.g.
+/// for [`Error::TargetNotEmpty`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -46,6 +50,16 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A repository location that cannot be used (`s3://` without a
+    /// bucket, say).
+    #[error("`{location}` is not a repository location: {problem}")]
+    InvalidLocation {
+        /// The location as given.
+        location: String,
+        /// What is wrong, with an example of what works.
+        problem: String,
+    },
+
     /// No backup with this id (or no backup at all for `latest`).
     #[error("backup `{id}` not found in {store}{hint}")]
     BackupNotFound {
@@ -66,6 +80,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// Some manifests cannot be read, so an operation that deletes cannot
+    /// tell what they protect and refuses to run.
+    #[error(
+        "{count} manifest(s) cannot be read, so {operation} cannot tell what they protect \
+         (first: {first}); fix or remove them first"
+    )]
+    UnreadableManifests {
+        /// `prune` or `gc`.
+        operation: &'static str,
+        /// How many cannot be read.
+        count: usize,
+        /// The first one's error.
+        first: Box<Error>,
+    },
+
     /// A backup's stored data failed an integrity check: it was modified,
     /// truncated or does not match its manifest. Nothing wrong was restored
     /// silently; see the message for what may have been written.
@@ -74,6 +103,17 @@ pub enum Error {
         /// The backup id.
         id: String,
         /// What check failed.
+        problem: String,
+    },
+
+    /// The backup is of another kind than the operation needs (a file
+    /// backup restored into a database, a database drill of a globals
+    /// dump).
+    #[error("backup `{id}` {problem}")]
+    WrongKind {
+        /// The backup id.
+        id: String,
+        /// What it is and what to do instead.
         problem: String,
     },
 
@@ -89,14 +129,27 @@ pub enum Error {
         encrypted_to: String,
     },
 
-    /// A key, identity or passphrase file is unusable.
-    #[error("{path}: {problem}")]
+    /// A key, identity or recipients file is unusable.
+    #[error("{}: {problem}", path.display())]
     Key {
         /// The offending file.
         path: PathBuf,
         /// What is wrong and how to fix it.
         problem: String,
     },
+
+    /// A key specification that cannot encrypt or decrypt: nothing given,
+    /// or a passphrase together with public keys.
+    #[error("{problem}")]
+    Keys {
+        /// What is missing or conflicting.
+        problem: String,
+    },
+
+    /// A secret (passphrase, password, webhook URL) could not be read from
+    /// where it is said to be.
+    #[error(transparent)]
+    Secret(#[from] settings::SecretError),
 
     /// A recipient string is not a valid age public key.
     #[error("invalid recipient `{recipient}`: {reason}")]
@@ -105,6 +158,16 @@ pub enum Error {
         recipient: String,
         /// Why it was rejected.
         reason: String,
+    },
+
+    /// A source that cannot be read as written (an unknown kind, a
+    /// password in a URL, options of another kind of source).
+    #[error("source `{source_spec}`: {problem}")]
+    InvalidSource {
+        /// The source as written (never a secret).
+        source_spec: String,
+        /// What is wrong and an example of what works.
+        problem: String,
     },
 
     /// Reading the backup source failed.
@@ -128,8 +191,25 @@ pub enum Error {
         stderr: String,
     },
 
+    /// A directory backup's file index (kept on the backup host for
+    /// incrementals) is missing, damaged or cannot be written.
+    #[error("file index {}: {problem}", path.display())]
+    Index {
+        /// The index file or directory.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+
+    /// An incremental backup cannot be made or restored as asked.
+    #[error("incremental backup: {problem}")]
+    Incremental {
+        /// What is wrong and what to do.
+        problem: String,
+    },
+
     /// The restore target cannot be used.
-    #[error("restore target {path}: {problem}")]
+    #[error("restore target {}: {problem}", path.display())]
     Target {
         /// The target path.
         path: PathBuf,
@@ -137,8 +217,20 @@ pub enum Error {
         problem: String,
     },
 
+    /// The restore target already holds data, and the restore was not
+    /// asked to replace it.
+    #[error(
+        "restore target {target} {holds}; restore into a new or empty one, or restore with force to replace it"
+    )]
+    TargetNotEmpty {
+        /// The path, database URL (without password) or volume.
+        target: String,
+        /// What is there, e.g. "is not empty" or "already exists".
+        holds: String,
+    },
+
     /// Writing the restored data failed.
-    #[error("writing restored data to {path} failed: {source}")]
+    #[error("writing restored data to {} failed: {source}", path.display())]
     Write {
         /// Where the data was going.
         path: PathBuf,
@@ -147,20 +239,95 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// A PostgreSQL server refused, failed or could not be reached, or its
-    /// client tools are missing or too old.
-    #[error("PostgreSQL {target}: {problem}")]
-    Postgres {
-        /// The database, as `postgres://USER@HOST:PORT/DB` (never with a
-        /// password).
-        target: String,
-        /// What went wrong, with the server's own message.
+    /// A PostgreSQL server refused, failed or could not be reached, its
+    /// URL is unusable, or its client tools are missing or too old.
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Postgres(#[from] pg::Error),
+
+    /// The Docker Engine could not do what was asked.
+    #[error("Docker Engine: {operation}: {problem}")]
+    Docker {
+        /// What was asked, e.g. "create the helper container".
+        operation: String,
+        /// What the engine said, and what to do.
         problem: String,
     },
 
-    /// Options that cannot work together or are out of range.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// The Docker volume does not exist.
+    #[error("Docker volume `{volume}` not found; `docker volume ls` lists them")]
+    VolumeNotFound {
+        /// The volume's name.
+        volume: String,
+    },
+
+    /// An option is out of range or does not fit the others.
+    #[error("{option}: {problem}")]
+    InvalidOption {
+        /// The option, as the library calls it (e.g. `zstd level`).
+        option: &'static str,
+        /// What is wrong and what is accepted.
+        problem: String,
+    },
+
+    /// This build leaves out what is needed.
+    #[error("{what}: this build has no {feature} support (the `{feature}` feature of backup-core)")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+        /// The cargo feature that adds it.
+        feature: &'static str,
+    },
+
+    /// Work that needs a Tokio runtime was started outside one.
+    #[error("{what} must run inside a Tokio runtime")]
+    NoRuntime {
+        /// What needed it.
+        what: &'static str,
+    },
+
+    /// The config file is wrong; the message names the file and line.
+    #[error("{origin}{}: {problem}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Config {
+        /// The file (or what the text came from).
+        origin: String,
+        /// The line, when known.
+        line: Option<usize>,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+
+    /// The config has no job of this name.
+    #[error("no job `{job}` in the config (its jobs: {})", if jobs.is_empty() { "none".to_owned() } else { jobs.join(", ") })]
+    JobNotFound {
+        /// The name asked for.
+        job: String,
+        /// The jobs there are.
+        jobs: Vec<String>,
+    },
+
+    /// A job's hook command failed, so the run failed (before-hooks) or
+    /// got a warning (after-hooks).
+    #[error("{when}-hook `{command}` {problem}")]
+    Hook {
+        /// `before` or `after`.
+        when: &'static str,
+        /// The command.
+        command: String,
+        /// How it failed.
+        problem: String,
+    },
+
+    /// The backup succeeded but applying the retention policy after it
+    /// failed.
+    #[error("backup {id} succeeded, but applying the retention policy failed: {source}")]
+    Retention {
+        /// The new backup.
+        id: String,
+        /// Why the policy could not be applied.
+        #[source]
+        source: Box<Error>,
+    },
 
     /// Encryption could not be set up.
     #[error("encryption failed: {0}")]
@@ -191,4 +358,36 @@ impl Error {
             source: source.into(),
         }
     }
+}
+
+/// Reading the source at `path` failed.
+pub(crate) fn source_err(path: &Path, source: io::Error) -> Error {
+    Error::Source {
+        what: path.display().to_string(),
+        source,
+    }
+}
+
+// ---- errors through std::io ----------------------------------------------
+
+/// Wraps a crate error to travel through `std::io` traits.
+pub(crate) fn wrap(e: Error) -> io::Error {
+    io::Error::other(e)
+}
+
+/// Recovers a crate error that travelled through `std::io`; a plain I/O
+/// error (from a codec or the OS) is handed back as it is.
+pub(crate) fn recover(e: io::Error) -> std::result::Result<Error, io::Error> {
+    if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        return Err(e);
+    }
+    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(err)) => Ok(*err),
+        _ => Ok(Error::Interrupted("pipeline error".into())),
+    }
+}
+
+/// Like [`recover`], describing a plain I/O error from inside the pipeline.
+pub(crate) fn unwrap_io(e: io::Error) -> Error {
+    recover(e).unwrap_or_else(|e| Error::Interrupted(e.to_string()))
 }

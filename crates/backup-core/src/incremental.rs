@@ -25,6 +25,7 @@
 //! never stored in the repository (it names every file, unencrypted).
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -224,10 +225,10 @@ impl IndexFile {
 }
 
 fn index_err(dir: &Path, e: io::Error) -> Error {
-    Error::Config(format!(
-        "cannot write the file index in {}: {e}",
-        dir.display()
-    ))
+    Error::Index {
+        path: dir.to_owned(),
+        problem: format!("cannot write the file index here: {e}"),
+    }
 }
 
 impl Drop for IndexFile {
@@ -294,7 +295,7 @@ impl Tracker {
             } else {
                 's'
             };
-            let name = crate::source::tree::archive_name(root, entry.path(), ft.is_dir());
+            let name = archive_name(root, entry.path(), ft.is_dir());
             now.insert(
                 std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec(),
                 kind,
@@ -418,25 +419,24 @@ fn index_path(dir: &Path, id: &BackupId) -> PathBuf {
 /// Reads the index of `parent` from `dir`.
 pub(crate) fn load(dir: &Path, parent: &BackupId) -> Result<Index> {
     let path = index_path(dir, parent);
+    let index_err = |problem: String| Error::Index {
+        path: path.clone(),
+        problem,
+    };
     let file = fs::File::open(&path).map_err(|e| {
-        Error::Config(format!(
-            "there is no file index for backup {parent} on this host ({}: {e}); an incremental \
-             needs the index its parent's backup left here: make a full backup first",
-            path.display()
+        index_err(format!(
+            "there is no file index for backup {parent} on this host ({e}); an incremental \
+             needs the index its parent's backup left here: make a full backup first"
         ))
     })?;
     let mut text = Vec::new();
     zstd::Decoder::new(file)
         .and_then(|d| d.take(MAX_INDEX).read_to_end(&mut text))
-        .map_err(|e| Error::Config(format!("file index {} is damaged: {e}", path.display())))?;
-    let index: Index = serde_json::from_slice(&text)
-        .map_err(|e| Error::Config(format!("file index {} is damaged: {e}", path.display())))?;
+        .map_err(|e| index_err(format!("is damaged: {e}")))?;
+    let index: Index =
+        serde_json::from_slice(&text).map_err(|e| index_err(format!("is damaged: {e}")))?;
     if &index.backup != parent {
-        return Err(Error::Config(format!(
-            "file index {} belongs to backup {}",
-            path.display(),
-            index.backup
-        )));
+        return Err(index_err(format!("belongs to backup {}", index.backup)));
     }
     Ok(index)
 }
@@ -448,12 +448,14 @@ pub(crate) fn check_parent(parent: &Manifest, path: &Path) -> Result<()> {
         if Path::new(p) == path
             || fs::canonicalize(p).ok().is_some_and(|p| fs::canonicalize(path).ok() == Some(p)));
     if parent.payload != Payload::Tar || !same {
-        return Err(Error::Config(format!(
-            "backup {} is not a backup of the directory {}, so it cannot be the parent of an \
-             incremental of it",
-            parent.id,
-            path.display()
-        )));
+        return Err(Error::Incremental {
+            problem: format!(
+                "backup {} is not a backup of the directory {}, so it cannot be the parent of \
+                 an incremental of it",
+                parent.id,
+                path.display()
+            ),
+        });
     }
     Ok(())
 }
@@ -506,6 +508,19 @@ pub(crate) fn apply_deletions(root: &Path, list: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `./` for the root, `./rel/path` below it, with a trailing `/` for
+/// directories, as GNU tar names them.
+pub(crate) fn archive_name(root: &Path, path: &Path, dir: bool) -> PathBuf {
+    let mut name = OsString::from("./");
+    if let Ok(rel) = path.strip_prefix(root) {
+        name.push(rel.as_os_str());
+        if dir && !rel.as_os_str().is_empty() {
+            name.push("/");
+        }
+    }
+    PathBuf::from(name)
 }
 
 #[cfg(test)]

@@ -16,14 +16,10 @@
 mod clock;
 mod config;
 mod daemon;
-mod history;
 mod runner;
+pub mod schedule;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{
-    Config, Drill, Hooks, Incremental, Job, Keys, Missed, Notify, Secret, SourceSpec,
-    check_job_name, local_zone, parse_duration, url_has_password,
-};
+pub use config::{Config, Drill, Hooks, Incremental, Job, Missed, Notify, local_zone};
 pub use daemon::{Daemon, Status};
-pub use history::{HISTORY_PREFIX, Outcome, RunKind, RunRecord};
-pub use runner::{run_job, source};
+pub use runner::run_job;

@@ -9,12 +9,17 @@
 //! Secrets never appear in `Debug` output or error messages, and identity
 //! and passphrase files that group or others can read are refused.
 //!
+//! A user names keys in one shape everywhere — recipients, recipients
+//! files, identity files, a passphrase from a variable or a file — which
+//! is [`KeySpec`]: the command line, the jobs config and the C ABI only
+//! spell it their way.
+//!
 //! [age]: https://age-encryption.org/v1
 
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -23,8 +28,9 @@ use age::x25519;
 
 use crate::error::{Error, Result};
 
-/// Largest identity or passphrase file read (they are a few hundred bytes).
-const MAX_SECRET_FILE: u64 = 1 << 20;
+mod spec;
+
+pub use spec::KeySpec;
 
 /// Who can decrypt a backup.
 #[derive(Clone)]
@@ -37,6 +43,11 @@ pub enum Recipients {
 
 impl Recipients {
     /// Parses `age1...` public keys. At least one is required.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRecipient`] for a key that does not parse,
+    /// [`Error::Keys`] when there is none.
     pub fn parse<S: AsRef<str>>(keys: impl IntoIterator<Item = S>) -> Result<Self> {
         let keys = keys
             .into_iter()
@@ -49,7 +60,9 @@ impl Recipients {
             })
             .collect::<Result<Vec<_>>>()?;
         if keys.is_empty() {
-            return Err(Error::Config("at least one recipient is required".into()));
+            return Err(Error::Keys {
+                problem: "at least one recipient is required".into(),
+            });
         }
         Ok(Recipients::Keys(keys))
     }
@@ -103,8 +116,13 @@ pub struct Identities {
 impl Identities {
     /// Reads an age identity file (`AGE-SECRET-KEY-1...` lines, `#` comments),
     /// refusing it when group or others can read it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Secret`] when the file cannot be read or is not private,
+    /// [`Error::Key`] when a line is not an identity.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = read_secret_file(path)?;
+        let text = settings::secret::read_file(path)?;
         Self::parse(text.expose_secret()).map_err(|problem| Error::Key {
             path: path.to_owned(),
             problem,
@@ -113,6 +131,10 @@ impl Identities {
 
     /// Parses the text of an age identity file. The error names the line but
     /// never repeats its content, which may be secret.
+    ///
+    /// # Errors
+    ///
+    /// When a line is not an identity, or there is none.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -154,8 +176,20 @@ impl Identities {
     }
 
     /// Adds a passphrase to try as well.
+    #[must_use]
     pub fn with_passphrase(mut self, passphrase: SecretString) -> Self {
         self.passphrase = Some(passphrase);
+        self
+    }
+
+    /// Adds the identities of `other` (and its passphrase, if this has
+    /// none).
+    #[must_use]
+    pub fn merged(mut self, other: Identities) -> Self {
+        self.keys.extend(other.keys);
+        if self.passphrase.is_none() {
+            self.passphrase = other.passphrase;
+        }
         self
     }
 
@@ -215,6 +249,10 @@ pub fn generate() -> x25519::Identity {
 
 /// Writes `key` as an age identity file with mode 0600 (its directory is
 /// created with mode 0700 if missing). Refuses to replace an existing file.
+///
+/// # Errors
+///
+/// [`Error::Key`] when the file exists already or cannot be written.
 pub fn write_identity_file(path: &Path, key: &x25519::Identity) -> Result<()> {
     let err = |e: io::Error| Error::Key {
         path: path.to_owned(),
@@ -255,61 +293,6 @@ pub fn write_identity_file(path: &Path, key: &x25519::Identity) -> Result<()> {
         .map_err(err)
 }
 
-/// Reads a small secret file (identity or passphrase), refusing one that
-/// group or others can read.
-pub fn read_secret_file(path: &Path) -> Result<SecretString> {
-    let key_err = |problem: String| Error::Key {
-        path: path.to_owned(),
-        problem,
-    };
-    let md = fs::metadata(path).map_err(|e| key_err(format!("cannot read: {e}")))?;
-    if !md.is_file() {
-        return Err(key_err("is not a regular file".into()));
-    }
-    let mode = md.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(key_err(format!(
-            "is readable by group or others (mode {mode:04o}); a secret must be private: \
-             run `chmod 600 {}`",
-            path.display()
-        )));
-    }
-    if md.len() > MAX_SECRET_FILE {
-        return Err(key_err(
-            "is too large to be an identity or passphrase file".into(),
-        ));
-    }
-    let text = fs::read_to_string(path).map_err(|e| key_err(format!("cannot read: {e}")))?;
-    Ok(SecretString::from(text))
-}
-
-/// Reads a passphrase file: its first line, without the line ending.
-pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
-    let text = read_secret_file(path)?;
-    let line = text.expose_secret().lines().next().unwrap_or("");
-    if line.is_empty() {
-        return Err(Error::Key {
-            path: path.to_owned(),
-            problem: "is empty; expected the passphrase on its first line".into(),
-        });
-    }
-    Ok(SecretString::from(line.to_owned()))
-}
-
-/// Reads a passphrase from the environment variable `var`, which must be
-/// set and not empty.
-pub fn read_passphrase_env(var: &str) -> Result<SecretString> {
-    match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Ok(SecretString::from(value)),
-        Ok(_) => Err(Error::Config(format!(
-            "environment variable {var} is empty"
-        ))),
-        Err(_) => Err(Error::Config(format!(
-            "environment variable {var} is not set (or not UTF-8)"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,7 +303,9 @@ mod tests {
         let path = dir.path().join("sub/id.txt");
         let key = generate();
         write_identity_file(&path, &key).expect("write");
-        let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(&path).expect("stat").permissions(),
+        ) & 0o777;
         assert_eq!(mode, 0o600);
         let ids = Identities::from_file(&path).expect("read back");
         assert_eq!(ids.recipients()[0].to_string(), key.to_public().to_string());
@@ -329,6 +314,7 @@ mod tests {
             "must not overwrite"
         );
 
+        use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = Identities::from_file(&path)
             .expect_err("world-readable")

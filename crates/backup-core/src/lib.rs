@@ -57,38 +57,41 @@
 #[cfg(feature = "docker")]
 pub mod docker;
 mod error;
-mod gc;
-mod import;
 pub mod incremental;
 #[cfg(feature = "jobs")]
 pub mod jobs;
 pub mod keys;
 pub mod manifest;
+mod ops;
 mod pipeline;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod progress;
 mod repo;
-mod restore;
 pub mod retention;
-#[cfg(feature = "jobs")]
-pub mod schedule;
+mod sink;
 pub mod source;
 pub mod stages;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use gc::GcReport;
-pub use keys::{Identities, Recipients};
+pub use keys::{Identities, KeySpec, Recipients};
 pub use manifest::{BackupId, Manifest};
+pub use ops::backup::BackupOptions;
+pub use ops::gc::GcReport;
+pub use ops::history::{HISTORY_PREFIX, Outcome, RunKind, RunRecord, check_job_name};
+pub use ops::list::{BackupRef, Listing};
+pub use ops::restore::{RestoreOptions, RestoreReport, RestoreTarget};
+pub use ops::verify::VerifyReport;
 pub use pipeline::PipelineOptions;
 pub use progress::{NoProgress, Progress};
-pub use repo::{BackupOptions, BackupRef, Listing, Repository, VerifyReport};
-pub use restore::{RestoreOptions, RestoreReport, RestoreTarget};
-pub use source::Source;
+pub use repo::Repository;
+pub use source::{PostgresSpec, Source, SourceSpec, VolumeSpec};
 pub use store::{Incomplete, LocalStore, MemoryStore, S3Location, Store, StoreExt};
 #[cfg(feature = "s3")]
 pub use store::{S3Options, S3Store};
 
 /// Re-exported so callers can build keys without depending on `age`.
 pub use age;
+/// Re-exported: where secrets come from (environment variables, files).
+pub use settings::Secret;

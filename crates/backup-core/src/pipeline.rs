@@ -13,6 +13,7 @@ use std::io::{self, BufRead, Read};
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use crate::error::{Error, Result};
+pub(crate) use crate::error::{recover, unwrap_io, wrap};
 
 pub(crate) mod decode;
 pub(crate) mod encode;
@@ -78,22 +79,27 @@ impl PipelineOptions {
     pub(crate) fn check(&self) -> Result<()> {
         let levels = zstd::compression_level_range();
         if !levels.contains(&self.level) {
-            return Err(Error::Config(format!(
-                "zstd level {} is out of range ({}..={})",
-                self.level,
-                levels.start(),
-                levels.end()
-            )));
+            return Err(Error::InvalidOption {
+                option: "zstd level",
+                problem: format!(
+                    "{} is out of range ({}..={})",
+                    self.level,
+                    levels.start(),
+                    levels.end()
+                ),
+            });
         }
         if !(64 << 10..=256 << 20).contains(&self.frame_size) {
-            return Err(Error::Config(
-                "zstd frame size must be between 64 KiB and 256 MiB".into(),
-            ));
+            return Err(Error::InvalidOption {
+                option: "zstd frame size",
+                problem: "must be between 64 KiB and 256 MiB".into(),
+            });
         }
         if self.chunk_size == 0 || self.workers == 0 {
-            return Err(Error::Config(
-                "chunk size and workers must not be zero".into(),
-            ));
+            return Err(Error::InvalidOption {
+                option: "pipeline",
+                problem: "chunk size and workers must not be zero".into(),
+            });
         }
         Ok(())
     }
@@ -115,28 +121,6 @@ pub(crate) fn downstream_closed() -> Error {
 /// A stage's input ended without the end marker (the stage before failed).
 pub(crate) fn upstream_failed() -> Error {
     Error::Interrupted("an earlier stage stopped".into())
-}
-
-/// Wraps a crate error to travel through `std::io` traits.
-pub(crate) fn wrap(e: Error) -> io::Error {
-    io::Error::other(e)
-}
-
-/// Recovers a crate error that travelled through `std::io`; a plain I/O
-/// error (from a codec or the OS) is handed back as it is.
-pub(crate) fn recover(e: io::Error) -> std::result::Result<Error, io::Error> {
-    if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        return Err(e);
-    }
-    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
-        Some(Ok(err)) => Ok(*err),
-        _ => Ok(Error::Interrupted("pipeline error".into())),
-    }
-}
-
-/// Like [`recover`], describing a plain I/O error from inside the pipeline.
-pub(crate) fn unwrap_io(e: io::Error) -> Error {
-    recover(e).unwrap_or_else(|e| Error::Interrupted(e.to_string()))
 }
 
 /// Picks the error to report from stages listed upstream first: the first
@@ -311,10 +295,10 @@ mod tests {
     fn first_real_failure_wins() {
         let r = first_failure([
             Err(upstream_failed()),
-            Err(Error::Config("real".into())),
+            Err(Error::Encrypt("real".into())),
             Ok(()),
         ]);
-        assert!(matches!(r, Err(Error::Config(_))));
+        assert!(matches!(r, Err(Error::Encrypt(_))));
         assert!(first_failure([Ok(()), Ok(())]).is_ok());
         assert!(matches!(
             first_failure([Ok(()), Err(downstream_closed())]),

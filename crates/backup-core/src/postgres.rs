@@ -40,17 +40,17 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 pub use crate::manifest::RowCounts;
 use crate::manifest::{PgDump, PgExtension, PgTable, PostgresInfo, SourceInfo};
-use crate::source::{Sink, command};
+use crate::sink::{Sink, command};
 
-mod conninfo;
-pub mod pgpass;
+mod drill;
 mod restore;
-mod tls;
-pub mod tools;
 
-pub use conninfo::PgTarget;
-use conninfo::{describe, quote_ident};
-pub use restore::{DrillReport, PgRestoreOptions, PgRestoreReport, TableCheck};
+pub(crate) use drill::drill;
+pub use drill::{DrillReport, TableCheck};
+pub use pg::{PgTarget, pgpass, tools};
+use pg::{describe, major_of, quote_ident, server_info};
+pub(crate) use restore::restore;
+pub use restore::{PgRestoreOptions, PgRestoreReport};
 
 /// User tables whose data `pg_dump` writes: ordinary tables (partitions
 /// included, partitioned parents having no rows of their own), not
@@ -122,8 +122,8 @@ impl PgSource {
     /// Runs the dump into `out`. Called on a pipeline thread inside the
     /// runtime, which runs the database work.
     pub(crate) fn produce(self, out: &mut dyn Sink) -> Result<SourceInfo> {
-        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::Config("PostgreSQL backups must run inside a Tokio runtime".into())
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
+            what: "a PostgreSQL backup",
         })?;
         let mut snap = rt.block_on(Session::open(&self.target, self.what))?;
         let (tool_name, why) = match self.what {
@@ -131,8 +131,7 @@ impl PgSource {
             PgDump::Globals => ("pg_dumpall", "it must be at least the server's version"),
         };
         let why = format!("{why}, PostgreSQL {}", snap.server_version);
-        let tool = tools::find(tool_name, snap.server_major, &why, self.bin_dir.as_deref())
-            .map_err(|p| self.target.error(p))?;
+        let tool = tools::find(tool_name, snap.server_major, &why, self.bin_dir.as_deref())?;
         tracing::info!(tool = %tool.path.display(), version = %tool.version, "dumping {}", self.target);
 
         let mut cmd = Command::new(&tool.path);
@@ -170,8 +169,10 @@ impl PgSource {
             .block_on(counting)
             .map_err(|e| Error::Interrupted(format!("row counting stopped: {e}")))?;
         counted.map_err(|e| {
-            self.target
-                .error(format!("counting rows failed: {}", describe(&e)))
+            failed(
+                &self.target,
+                format!("counting rows failed: {}", describe(&e)),
+            )
         })?;
         drop(client);
         Ok(SourceInfo::Postgres(PostgresInfo {
@@ -209,7 +210,7 @@ struct Session {
 impl Session {
     async fn open(target: &PgTarget, what: PgDump) -> Result<Session> {
         let client = target.connect().await?;
-        let fail = |e: tokio_postgres::Error| target.error(describe(&e));
+        let fail = |e: tokio_postgres::Error| failed(target, describe(&e));
         let (num, server_version, tls) = server_info(&client).await.map_err(fail)?;
         let mut session = Session {
             client: None,
@@ -264,24 +265,9 @@ impl Session {
     }
 }
 
-/// `server_version_num`, `server_version`, and whether this connection is
-/// encrypted.
-pub(crate) async fn server_info(
-    client: &Client,
-) -> Result<(i32, String, bool), tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int, current_setting('server_version'), \
-             COALESCE((SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
-            &[],
-        )
-        .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
-}
-
-/// 150018 -> 15; 90624 -> 9.
-pub(crate) fn major_of(version_num: i32) -> u32 {
-    u32::try_from(version_num / 10_000).unwrap_or(0)
+/// An error about `target`'s database.
+pub(crate) fn failed(target: &PgTarget, problem: impl Into<String>) -> Error {
+    target.error(problem).into()
 }
 
 /// Fills in `tables[i].rows` as `mode` says, in the connection's snapshot.

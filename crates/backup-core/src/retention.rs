@@ -25,9 +25,7 @@ use std::fmt;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::manifest::{BackupId, Manifest};
-use crate::repo::Repository;
 
 /// How many periods a rule keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -334,55 +332,5 @@ fn keep_parents<'a>(backups: &'a [Manifest], reasons: &mut HashMap<&'a BackupId,
             }
             id = parent;
         }
-    }
-}
-
-impl Repository {
-    /// Applies `policy` (periods in `zone`) to the backups named `name`, or
-    /// to every name, and, if `apply`, removes the backups it does not keep:
-    /// each backup's manifest first (so it is no longer listed), then its
-    /// data object. Returns the plan.
-    ///
-    /// Refuses while any manifest is unreadable: it might be a backup that
-    /// an incremental needs, or the newest of its name.
-    pub async fn prune<Z: TimeZone>(
-        &self,
-        policy: &Policy,
-        zone: &Z,
-        name: Option<&str>,
-        apply: bool,
-    ) -> Result<PrunePlan> {
-        let listing = self.list().await?;
-        if let Some(broken) = listing.broken.first() {
-            return Err(Error::Config(format!(
-                "{} manifest(s) cannot be read, so prune cannot tell what they protect \
-                 (first: {broken}); fix or remove them first",
-                listing.broken.len()
-            )));
-        }
-        let backups: Vec<Manifest> = listing
-            .backups
-            .into_iter()
-            .filter(|m| name.is_none_or(|n| m.name == n))
-            .collect();
-        let plan = policy.plan(&backups, zone);
-        if apply {
-            let by_id: HashMap<&BackupId, &Manifest> = backups.iter().map(|m| (&m.id, m)).collect();
-            for gone in plan.removals() {
-                if let Some(m) = by_id.get(&gone.id) {
-                    self.remove(m).await?;
-                }
-            }
-        }
-        Ok(plan)
-    }
-
-    /// Removes one backup: its manifest, then its data object.
-    pub async fn remove(&self, manifest: &Manifest) -> Result<()> {
-        let store = self.store();
-        crate::gc::gone(store.delete(&manifest.id.manifest_key()).await)?;
-        crate::gc::gone(store.delete(&manifest.object).await)?;
-        tracing::info!(id = %manifest.id, "backup removed");
-        Ok(())
     }
 }

@@ -1,5 +1,7 @@
-//! What to back up: a file, a directory (streamed as tar), standard input, or
-//! a command's standard output.
+//! What to back up: a file, a directory (streamed as tar), standard input,
+//! a command's standard output, a PostgreSQL database or a Docker volume —
+//! as a user names it ([`SourceSpec`]) and as the pipeline reads it
+//! ([`Source`]).
 //!
 //! A source is read on a pipeline thread straight into the compressor;
 //! nothing is staged on disk.
@@ -7,17 +9,17 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Result, source_err};
 use crate::manifest::{Payload, SourceInfo};
+use crate::sink::{Sink, command, copy};
 
-pub(crate) mod command;
+mod spec;
 pub(crate) mod tree;
 
-/// Size of the buffer sources read into: large reads keep syscalls few.
-pub(crate) const READ_BUF: usize = 256 << 10;
+pub use spec::{DOCKER_VOLUME_PREFIX, PostgresSpec, SourceSpec, VolumeSpec};
 
 /// What to back up.
 #[non_exhaustive]
@@ -52,7 +54,7 @@ pub enum Source {
     /// A Docker volume, read through the Engine API and stored as the
     /// engine's tar archive; see [`crate::docker`].
     #[cfg(feature = "docker")]
-    DockerVolume(crate::docker::VolumeSource),
+    DockerVolume(VolumeSpec),
 }
 
 impl fmt::Debug for Source {
@@ -194,7 +196,12 @@ impl Source {
             #[cfg(feature = "postgres")]
             Source::Postgres(pg) => pg.produce(out),
             #[cfg(feature = "docker")]
-            Source::DockerVolume(v) => v.produce(out),
+            Source::DockerVolume(v) => crate::docker::read(
+                &v.volume,
+                v.stop_label.as_deref(),
+                v.helper_image.as_deref(),
+                out,
+            ),
         }
     }
 }
@@ -208,95 +215,4 @@ pub(crate) struct ReadOptions<'a> {
     /// For directory trees: records the file index and, for an incremental,
     /// leaves unchanged files out.
     pub tracker: Option<&'a crate::incremental::Tracker>,
-}
-
-pub(crate) fn source_err(path: &Path, source: io::Error) -> Error {
-    Error::Source {
-        what: path.display().to_string(),
-        source,
-    }
-}
-
-/// A failure while copying: on the reading side (the source's fault) or on
-/// the writing side (the pipeline's, reported as it is).
-#[derive(Debug)]
-pub(crate) enum CopyError {
-    Read(io::Error),
-    Write(io::Error),
-}
-
-impl CopyError {
-    pub(crate) fn into_error(self, what: &str) -> Error {
-        match self {
-            CopyError::Read(source) => Error::Source {
-                what: what.to_owned(),
-                source,
-            },
-            CopyError::Write(e) => crate::pipeline::unwrap_io(e),
-        }
-    }
-}
-
-/// Where a source puts its bytes: `Write` for small pieces (tar headers),
-/// [`Sink::read_from`] to read file data straight into the pipeline's
-/// buffers without another copy.
-pub(crate) trait Sink: Write {
-    /// Reads at most `limit` bytes from `from` into the sink with one `read`
-    /// call; returns how many were read (0 at the end of `from`).
-    fn read_from(&mut self, from: &mut dyn Read, limit: u64) -> io::Result<usize>;
-}
-
-impl Sink for Vec<u8> {
-    fn read_from(&mut self, from: &mut dyn Read, limit: u64) -> io::Result<usize> {
-        let at = self.len();
-        self.resize(at + limit.min(READ_BUF as u64) as usize, 0);
-        let n = from.read(&mut self[at..]);
-        self.truncate(at + *n.as_ref().unwrap_or(&0));
-        n
-    }
-}
-
-/// Copies everything from `from` into `out`.
-pub(crate) fn copy(from: impl Read, out: &mut dyn Sink) -> Result<u64, CopyError> {
-    copy_coalescing(from, out, 0)
-}
-
-/// Pause after a read shorter than [`copy_coalescing`]'s threshold.
-const COALESCE_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// [`copy`] from a pipe: after a read of fewer than `small` bytes, waits a
-/// moment so the writer's output gathers in the pipe. A producer writing in
-/// small pieces (`pg_dump` writes a few KiB at a time) otherwise wakes this
-/// thread for every piece, which costs both processes more CPU than the
-/// data itself. A fast producer never triggers the pause (its reads come
-/// back full); a slow one is delayed by at most the pause per read.
-pub(crate) fn copy_coalescing(
-    mut from: impl Read,
-    out: &mut dyn Sink,
-    small: usize,
-) -> Result<u64, CopyError> {
-    let mut total = 0;
-    loop {
-        match out.read_from(&mut from, u64::MAX) {
-            Ok(0) => return Ok(total),
-            Ok(n) => {
-                total += n as u64;
-                if n < small {
-                    std::thread::sleep(COALESCE_PAUSE);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(classify(e)),
-        }
-    }
-}
-
-/// Errors from [`Sink::read_from`] come from either side: those carrying a
-/// crate error are the pipeline's, plain I/O errors are the source's.
-pub(crate) fn classify(e: io::Error) -> CopyError {
-    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        CopyError::Write(e)
-    } else {
-        CopyError::Read(e)
-    }
 }

@@ -5,10 +5,12 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use crate::error::unwrap_io;
 use crate::error::{Error, Result};
 use crate::keys::{Identities, Recipients};
-use crate::pipeline::{PipelineOptions, frames, unwrap_io};
-use crate::source::{ReadOptions, Sink, Source};
+use crate::pipeline::{PipelineOptions, frames};
+use crate::sink::Sink;
+use crate::source::{ReadOptions, Source};
 
 /// Counts bytes, keeps none.
 struct Counter(u64);

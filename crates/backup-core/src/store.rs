@@ -167,6 +167,46 @@ macro_rules! forward_store {
 
 forward_store!(Arc, Box);
 
+/// Opens the store a repository location names: a local directory, or
+/// `s3://BUCKET/PREFIX` with default S3 settings (credentials, region and
+/// endpoint from the standard AWS configuration).
+///
+/// # Errors
+///
+/// [`Error::InvalidLocation`] for an `s3://` location without a bucket,
+/// [`Error::Unsupported`] for S3 in a build without the `s3` feature, and
+/// S3 set-up errors.
+pub async fn open(location: &str) -> Result<Arc<dyn Store>> {
+    #[cfg(feature = "s3")]
+    {
+        open_with(location, S3Options::default()).await
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        if !location.starts_with("s3://") {
+            return Ok(Arc::new(LocalStore::new(location)));
+        }
+        let parsed: S3Location = location.parse()?;
+        Err(Error::Unsupported {
+            what: parsed.to_string(),
+            feature: "s3",
+        })
+    }
+}
+
+/// [`open`] with S3 settings.
+///
+/// # Errors
+///
+/// As [`open`], and when the settings are out of range.
+#[cfg(feature = "s3")]
+pub async fn open_with(location: &str, s3: S3Options) -> Result<Arc<dyn Store>> {
+    if !location.starts_with("s3://") {
+        return Ok(Arc::new(LocalStore::new(location)));
+    }
+    Ok(Arc::new(S3Store::connect(location.parse()?, s3).await?))
+}
+
 /// Checks that `key` is a relative, `/`-separated key every backend can hold:
 /// non-empty segments, no `.` or `..`, no NUL or backslash, at most 1024 bytes.
 pub fn validate_key(key: &str) -> Result<()> {

@@ -18,11 +18,9 @@ use crate::Error;
 use crate::check::{Check, Report, Servers, check};
 use crate::provider::DnsProvider;
 use crate::record::{RecordSet, RecordType};
+pub use crate::records::MARKER_PREFIX;
 use crate::records::RecordsFile;
 use crate::wire::Status;
-
-/// The first label of every ownership marker.
-pub const MARKER_PREFIX: &str = "_shipshape-owner.";
 
 /// What a change does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

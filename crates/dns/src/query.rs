@@ -59,7 +59,7 @@ pub async fn ask(
         Ok(Err(e)) => failed(Status::Error, e.to_string()),
         Err(_) => failed(
             Status::Timeout,
-            format!("no answer within {}", humantime::format_duration(timeout)),
+            format!("no answer within {}", settings::duration::format(timeout)),
         ),
     }
 }

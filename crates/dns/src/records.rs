@@ -26,6 +26,11 @@ use serde::Deserialize;
 use crate::Error;
 use crate::record::{RecordSet, RecordType, absolute, canonical_value, qualify};
 
+/// The first label of every ownership marker: the TXT record sets a plan
+/// keeps next to the record sets a records file owns. A records file may
+/// not declare names under it.
+pub const MARKER_PREFIX: &str = "_shipshape-owner.";
+
 /// The default share of a zone's record sets a plan may delete without
 /// `--force`.
 pub const DEFAULT_MAX_DELETE_SHARE: f64 = 0.33;
@@ -113,10 +118,10 @@ impl RecordsFile {
             let in_record = |e: Error| Error::Invalid(format!("{at}: {e}"));
             let rtype: RecordType = r.rtype.parse().map_err(in_record)?;
             let name = qualify(&r.name, &zone).map_err(in_record)?;
-            if name.starts_with(crate::plan::MARKER_PREFIX) {
+            if name.starts_with(MARKER_PREFIX) {
                 return Err(Error::Invalid(format!(
                     "{at}: names starting with {} are Shipshape's ownership markers",
-                    crate::plan::MARKER_PREFIX
+                    MARKER_PREFIX
                 )));
             }
             let texts = match (r.value, r.values) {

@@ -59,12 +59,32 @@ void shipshape_string_free(char *s);
 // null or writable.
 int shipshape_keygen(const char *identity_path, char **recipient);
 
-// Backs up a file or a directory (as a tar archive) to the repository
-// `repo` (a directory, or `s3://bucket/prefix`). `options_json`:
-// `{"recipients": ["age1..."], "name": "app", "level": 3}`; instead of
-// recipients, `"passphrase_file": "/path"` (its first line; mode 0600)
-// or `"passphrase_env": "VAR"` encrypts to a passphrase. On success
-// `*manifest_json` is the new backup's manifest.
+// Backs up `source` to the repository `repo` (a directory, or
+// `s3://bucket/prefix`). `source` is what `backupctl backup` takes — a
+// path, `-` (standard input), a `postgres://` URL (no password in it:
+// `PGPASSWORD`, `~/.pgpass`, or the table form's `password_env` /
+// `password_file`), `docker-volume:NAME` — or the jobs config's table
+// form as JSON, e.g. `{"docker_volume": "pgdata", "stop_label":
+// "backup=stop"}` or `{"command": ["pg_dumpall", "-g"]}`.
+//
+// `options_json`: `{"recipients": ["age1..."], "recipients_file":
+// "/etc/recipients.txt", "identity_file": "/etc/identity.txt", "name":
+// "app", "level": 3}` (any of the key fields), or instead of age keys
+// `"passphrase_file": "/path"` (its first line; mode 0600) or
+// `"passphrase_env": "VAR"`. On success `*manifest_json` is the new
+// backup's manifest.
+//
+// # Safety
+// Strings are null or NUL-terminated; `manifest_json` is null or
+// writable.
+int shipshape_backup(const char *repo,
+                     const char *source,
+                     const char *options_json,
+                     char **manifest_json);
+
+// Backs up a file or a directory (as a tar archive): as
+// [`shipshape_backup`] with `path` taken as a path whatever it looks
+// like.
 //
 // # Safety
 // Strings are null or NUL-terminated; `manifest_json` is null or
@@ -87,9 +107,9 @@ int shipshape_backup_fd(const char *repo, int fd, const char *options_json, char
 // Restores the backup `backup` (an id, `latest`, or `latest:NAME`) to
 // the path `target`, decrypting with the identity file `identity_file`.
 // `options_json`: `{"force": false}` (a non-empty target is refused
-// unless `force`); for a passphrase-encrypted backup add
-// `"passphrase_file"` or `"passphrase_env"` as for a backup
-// (`identity_file` may then be null). Every digest is checked; nothing
+// unless `force`), plus key fields as for a backup: for a
+// passphrase-encrypted backup `"passphrase_file"` or `"passphrase_env"`
+// (`identity_file` may then be null), or more `"identity_file"`s. Every digest is checked; nothing
 // appears at a new target unless the whole restore checks out.
 //
 // # Safety
@@ -102,8 +122,9 @@ int shipshape_restore(const char *repo,
 
 // Verifies a backup without writing anything: decrypts, decompresses
 // and checks both SHA-256 digests and the sizes. `identity_file` and
-// `options_json` (`{"passphrase_file": ...}` or `{"passphrase_env":
-// ...}`, or null) as [`shipshape_restore`]. On success `*report_json`
+// `options_json` (key fields: `{"passphrase_file": ...}`,
+// `{"passphrase_env": ...}`, `{"identity_file": ...}`, or null) as
+// [`shipshape_restore`]. On success `*report_json`
 // is `{"id", "stored", "raw", "entries"}`.
 //
 // # Safety
@@ -136,7 +157,7 @@ int shipshape_metrics_snapshot(const char *config_toml, int format, char **out);
 // `*report_json` (each server's status: NOERROR, NXDOMAIN, NODATA,
 // SERVFAIL, REFUSED, TIMEOUT, its values, whether it agrees).
 // `options_json`: `{"resolvers": ["IP:PORT"], "authoritative": false,
-// "port": 53, "expect": ["192.0.2.1"], "timeout_ms": 2000}`.
+// "port": 53, "expect": ["192.0.2.1"], "timeout": "2s"}`.
 //
 // Returns 0 when every server agrees, 1 when one does not (the report
 // says which and why), -1 when the check could not run.

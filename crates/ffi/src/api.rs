@@ -6,10 +6,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::age::secrecy::SecretString;
 use backup_core::{
-    BackupOptions, BackupRef, Identities, Manifest, Recipients, Repository, RestoreOptions,
-    RestoreTarget, Source, keys,
+    BackupOptions, BackupRef, Identities, KeySpec, Manifest, Repository, RestoreOptions,
+    RestoreTarget, Source, SourceSpec, keys,
 };
 use limits::rate::{Policy, RateLimiter};
 use serde::Deserialize;
@@ -26,92 +25,89 @@ pub const SHIPSHAPE_FORMAT_OPENMETRICS: c_int = 1;
 /// Metrics as JSON (values in human units, per-collector status).
 pub const SHIPSHAPE_FORMAT_JSON: c_int = 2;
 
-/// Options of a backup (JSON).
+/// Options of a backup (JSON), beside the key fields ([`KeySpec`]'s:
+/// `recipients`, `recipients_file`, `identity_file`, `passphrase_env`,
+/// `passphrase_file`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BackupOpts {
-    /// `age1...` recipients; at least one, or a passphrase.
-    #[serde(default)]
-    recipients: Vec<String>,
-    /// Encrypt to the passphrase on this file's first line instead.
-    passphrase_file: Option<String>,
-    /// Encrypt to the passphrase in this environment variable instead.
-    passphrase_env: Option<String>,
     /// The backup's name.
     name: Option<String>,
     /// zstd level (default 3).
     level: Option<i32>,
 }
 
-/// The passphrase named by the options `passphrase_file` or
-/// `passphrase_env`, if any. The passphrase itself never travels in
-/// options, so an options string can be logged safely.
-fn passphrase(file: Option<&str>, env: Option<&str>) -> Result<Option<SecretString>> {
-    match (file, env) {
-        (Some(_), Some(_)) => Err(Failure(
-            "options: give passphrase_file or passphrase_env, not both".into(),
-        )),
-        (Some(file), None) => Ok(Some(keys::read_passphrase_file(std::path::Path::new(
-            file,
-        ))?)),
-        (None, Some(var)) => keys::read_passphrase_env(var)
-            .map(Some)
-            .map_err(|e| Failure(format!("options.passphrase_env: {e}"))),
-        (None, None) => Ok(None),
+/// Options that hold a [`KeySpec`]'s fields among their own: the key
+/// fields are read as a `KeySpec` (the one way keys are named everywhere)
+/// and the rest as `T`, unknown fields refused by either.
+///
+/// # Safety
+/// As [`arg`].
+unsafe fn options_with_keys<T: serde::de::DeserializeOwned + Default>(
+    ptr: *const c_char,
+    name: &str,
+) -> Result<(T, KeySpec)> {
+    if ptr.is_null() {
+        return Ok((T::default(), KeySpec::default()));
     }
+    // SAFETY: the caller's promise, passed on.
+    let text = unsafe { arg(ptr, name) }?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Failure(format!("{name}: {e}")))?;
+    let serde_json::Value::Object(mut rest) = value else {
+        return Err(Failure(format!("{name}: expected a JSON object")));
+    };
+    let mut keys = serde_json::Map::new();
+    for field in KeySpec::FIELDS {
+        if let Some(v) = rest.remove(field) {
+            keys.insert(field.to_owned(), v);
+        }
+    }
+    let spec = KeySpec::deserialize(serde_json::Value::Object(keys))
+        .map_err(|e| Failure(format!("{name}: {e}")))?;
+    let opts = T::deserialize(serde_json::Value::Object(rest))
+        .map_err(|e| Failure(format!("{name}: {e}")))?;
+    Ok((opts, spec))
 }
 
-/// What decrypts `manifest`: the identity file, the passphrase, or both.
+/// What decrypts `manifest`: the spec's identity files and passphrase,
+/// plus the `identity_file` argument.
 fn decryptors(
     identity_file: Option<&str>,
-    passphrase: Option<SecretString>,
+    spec: KeySpec,
     manifest: &Manifest,
 ) -> Result<Identities> {
-    match (identity_file, passphrase) {
-        (Some(file), pass) => {
-            let ids = Identities::from_file(std::path::Path::new(file))?;
-            Ok(match pass {
-                Some(pass) => ids.with_passphrase(pass),
-                None => ids,
-            })
-        }
-        (None, Some(pass)) => Ok(Identities::passphrase(pass)),
-        (None, None) if manifest.encryption.passphrase => Err(Failure(format!(
+    let spec = match identity_file {
+        Some(file) => spec.with_identity_file(file),
+        None => spec,
+    };
+    if manifest.encryption.passphrase && spec.passphrase.is_none() {
+        return Err(Failure(format!(
             "backup {} is encrypted to a passphrase: give options.passphrase_file or \
              options.passphrase_env",
             manifest.id
-        ))),
-        (None, None) => Err(Failure(
-            "identity_file is a null pointer and the options name no passphrase".into(),
-        )),
+        )));
     }
+    if !spec.can_decrypt() {
+        return Err(Failure(
+            "identity_file is a null pointer and the options name no passphrase \
+             (passphrase_file, passphrase_env) and no identity_file"
+                .into(),
+        ));
+    }
+    Ok(spec.identities()?)
 }
 
 impl BackupOpts {
-    fn build(self) -> Result<BackupOptions> {
-        let wants_passphrase = self.passphrase_file.is_some() || self.passphrase_env.is_some();
-        if wants_passphrase && !self.recipients.is_empty() {
+    fn build(self, keys: &KeySpec) -> Result<BackupOptions> {
+        if keys.is_empty() {
             return Err(Failure(
-                "options: a backup is encrypted either to a passphrase or to recipients, not both"
+                "options: give at least one recipient (recipients, recipients_file, \
+                 identity_file) or a passphrase (passphrase_file, passphrase_env)"
                     .into(),
             ));
         }
-        let pass = passphrase(
-            self.passphrase_file.as_deref(),
-            self.passphrase_env.as_deref(),
-        )?;
-        let recipients = match pass {
-            Some(pass) => Recipients::passphrase(pass),
-            None if self.recipients.is_empty() => {
-                return Err(Failure(
-                    "options.recipients: give at least one age1... recipient (or \
-                     passphrase_file / passphrase_env)"
-                        .into(),
-                ));
-            }
-            None => Recipients::parse(&self.recipients)?,
-        };
-        let mut opts = BackupOptions::new(recipients);
+        let mut opts = BackupOptions::new(keys.recipients()?);
         if let Some(name) = self.name {
             opts = opts.with_name(name);
         }
@@ -126,9 +122,15 @@ async fn open(repo: &str) -> Result<Repository> {
     Ok(Repository::open(repo).await?)
 }
 
-fn backup(repo: &str, source: Source, opts: BackupOpts, out: *mut *mut c_char) -> Result<c_int> {
+fn backup(
+    repo: &str,
+    source: Source,
+    opts: BackupOpts,
+    keys: &KeySpec,
+    out: *mut *mut c_char,
+) -> Result<c_int> {
     need_out(out)?;
-    let opts = opts.build()?;
+    let opts = opts.build(keys)?;
     let manifest = runtime()?.block_on(async {
         open(repo)
             .await?
@@ -139,6 +141,19 @@ fn backup(repo: &str, source: Source, opts: BackupOpts, out: *mut *mut c_char) -
     // SAFETY: checked not null above; the caller promises it is writable.
     unsafe { give(out, serde_json::to_string(&manifest)?) }?;
     Ok(SHIPSHAPE_OK)
+}
+
+/// A source as the C ABI takes it: the text form (`PATH`, `-`,
+/// `postgres://...`, `docker-volume:NAME`) or, starting with `{`, the
+/// JSON table form (`{"docker_volume": "pgdata", "stop_label": "..."}`).
+fn source_spec(text: &str) -> Result<SourceSpec> {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| Failure(format!("source: {e}")))
+    } else {
+        let spec: SourceSpec = text.parse()?;
+        spec.check_no_inline_secret()?;
+        Ok(spec)
+    }
 }
 
 /// Writes a new age identity to `identity_path` (mode 0600; an existing
@@ -164,12 +179,48 @@ pub unsafe extern "C" fn shipshape_keygen(
     })
 }
 
-/// Backs up a file or a directory (as a tar archive) to the repository
-/// `repo` (a directory, or `s3://bucket/prefix`). `options_json`:
-/// `{"recipients": ["age1..."], "name": "app", "level": 3}`; instead of
-/// recipients, `"passphrase_file": "/path"` (its first line; mode 0600)
-/// or `"passphrase_env": "VAR"` encrypts to a passphrase. On success
-/// `*manifest_json` is the new backup's manifest.
+/// Backs up `source` to the repository `repo` (a directory, or
+/// `s3://bucket/prefix`). `source` is what `backupctl backup` takes — a
+/// path, `-` (standard input), a `postgres://` URL (no password in it:
+/// `PGPASSWORD`, `~/.pgpass`, or the table form's `password_env` /
+/// `password_file`), `docker-volume:NAME` — or the jobs config's table
+/// form as JSON, e.g. `{"docker_volume": "pgdata", "stop_label":
+/// "backup=stop"}` or `{"command": ["pg_dumpall", "-g"]}`.
+///
+/// `options_json`: `{"recipients": ["age1..."], "recipients_file":
+/// "/etc/recipients.txt", "identity_file": "/etc/identity.txt", "name":
+/// "app", "level": 3}` (any of the key fields), or instead of age keys
+/// `"passphrase_file": "/path"` (its first line; mode 0600) or
+/// `"passphrase_env": "VAR"`. On success `*manifest_json` is the new
+/// backup's manifest.
+///
+/// # Safety
+/// Strings are null or NUL-terminated; `manifest_json` is null or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shipshape_backup(
+    repo: *const c_char,
+    source: *const c_char,
+    options_json: *const c_char,
+    manifest_json: *mut *mut c_char,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: the caller's promises, passed on.
+        let (repo, source, (opts, keys)) = unsafe {
+            (
+                arg(repo, "repo")?,
+                arg(source, "source")?,
+                options_with_keys::<BackupOpts>(options_json, "options")?,
+            )
+        };
+        let spec = source_spec(source)?;
+        backup(repo, spec.to_source()?, opts, &keys, manifest_json)
+    })
+}
+
+/// Backs up a file or a directory (as a tar archive): as
+/// [`shipshape_backup`] with `path` taken as a path whatever it looks
+/// like.
 ///
 /// # Safety
 /// Strings are null or NUL-terminated; `manifest_json` is null or
@@ -183,14 +234,14 @@ pub unsafe extern "C" fn shipshape_backup_path(
 ) -> c_int {
     boundary(|| {
         // SAFETY: the caller's promises, passed on.
-        let (repo, path, opts) = unsafe {
+        let (repo, path, (opts, keys)) = unsafe {
             (
                 arg(repo, "repo")?,
                 arg(path, "path")?,
-                options(options_json, "options")?,
+                options_with_keys::<BackupOpts>(options_json, "options")?,
             )
         };
-        backup(repo, Source::path(path), opts, manifest_json)
+        backup(repo, Source::path(path), opts, &keys, manifest_json)
     })
 }
 
@@ -211,10 +262,10 @@ pub unsafe extern "C" fn shipshape_backup_fd(
 ) -> c_int {
     boundary(|| {
         // SAFETY: the caller's promises, passed on.
-        let (repo, opts) = unsafe {
+        let (repo, (opts, keys)) = unsafe {
             (
                 arg(repo, "repo")?,
-                options::<BackupOpts>(options_json, "options")?,
+                options_with_keys::<BackupOpts>(options_json, "options")?,
             )
         };
         if fd < 0 {
@@ -236,32 +287,23 @@ pub unsafe extern "C" fn shipshape_backup_fd(
             description,
             reader: Box::new(file),
         };
-        backup(repo, source, opts, manifest_json)
+        backup(repo, source, opts, &keys, manifest_json)
     })
 }
 
-/// Options of a restore (JSON).
+/// Options of a restore (JSON), beside the key fields.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RestoreOpts {
     /// Restore over a non-empty directory or an existing file.
     #[serde(default)]
     force: bool,
-    /// The passphrase of a passphrase-encrypted backup, from this file.
-    passphrase_file: Option<String>,
-    /// The passphrase of a passphrase-encrypted backup, from this variable.
-    passphrase_env: Option<String>,
 }
 
-/// Options of a verify (JSON).
+/// Options of a verify (JSON): only the key fields.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VerifyOpts {
-    /// As [`RestoreOpts::passphrase_file`].
-    passphrase_file: Option<String>,
-    /// As [`RestoreOpts::passphrase_env`].
-    passphrase_env: Option<String>,
-}
+struct VerifyOpts {}
 
 fn find(repo: &Repository, backup: &str) -> impl std::future::Future<Output = Result<Manifest>> {
     let which = match backup.strip_prefix("latest:") {
@@ -276,9 +318,9 @@ fn find(repo: &Repository, backup: &str) -> impl std::future::Future<Output = Re
 /// Restores the backup `backup` (an id, `latest`, or `latest:NAME`) to
 /// the path `target`, decrypting with the identity file `identity_file`.
 /// `options_json`: `{"force": false}` (a non-empty target is refused
-/// unless `force`); for a passphrase-encrypted backup add
-/// `"passphrase_file"` or `"passphrase_env"` as for a backup
-/// (`identity_file` may then be null). Every digest is checked; nothing
+/// unless `force`), plus key fields as for a backup: for a
+/// passphrase-encrypted backup `"passphrase_file"` or `"passphrase_env"`
+/// (`identity_file` may then be null), or more `"identity_file"`s. Every digest is checked; nothing
 /// appears at a new target unless the whole restore checks out.
 ///
 /// # Safety
@@ -293,23 +335,19 @@ pub unsafe extern "C" fn shipshape_restore(
 ) -> c_int {
     boundary(|| {
         // SAFETY: the caller's promises, passed on.
-        let (repo, backup, identity, target, opts) = unsafe {
+        let (repo, backup, identity, target, (opts, keys)) = unsafe {
             (
                 arg(repo, "repo")?,
                 arg(backup, "backup")?,
                 optional_arg(identity_file, "identity_file")?,
                 arg(target, "target")?,
-                options::<RestoreOpts>(options_json, "options")?,
+                options_with_keys::<RestoreOpts>(options_json, "options")?,
             )
         };
-        let pass = passphrase(
-            opts.passphrase_file.as_deref(),
-            opts.passphrase_env.as_deref(),
-        )?;
         runtime()?.block_on(async {
             let repo = open(repo).await?;
             let manifest = find(&repo, backup).await?;
-            let identities = decryptors(identity, pass, &manifest)?;
+            let identities = decryptors(identity, keys, &manifest)?;
             let opts = RestoreOptions::default().with_force(opts.force);
             repo.restore(
                 &manifest,
@@ -317,7 +355,13 @@ pub unsafe extern "C" fn shipshape_restore(
                 RestoreTarget::Path(target.into()),
                 &opts,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                backup_core::Error::TargetNotEmpty { .. } => {
+                    Failure(format!("{e} (set \"force\": true in the options)"))
+                }
+                e => e.into(),
+            })?;
             Ok(SHIPSHAPE_OK)
         })
     })
@@ -325,8 +369,9 @@ pub unsafe extern "C" fn shipshape_restore(
 
 /// Verifies a backup without writing anything: decrypts, decompresses
 /// and checks both SHA-256 digests and the sizes. `identity_file` and
-/// `options_json` (`{"passphrase_file": ...}` or `{"passphrase_env":
-/// ...}`, or null) as [`shipshape_restore`]. On success `*report_json`
+/// `options_json` (key fields: `{"passphrase_file": ...}`,
+/// `{"passphrase_env": ...}`, `{"identity_file": ...}`, or null) as
+/// [`shipshape_restore`]. On success `*report_json`
 /// is `{"id", "stored", "raw", "entries"}`.
 ///
 /// # Safety
@@ -341,23 +386,19 @@ pub unsafe extern "C" fn shipshape_verify(
 ) -> c_int {
     boundary(|| {
         // SAFETY: the caller's promises, passed on.
-        let (repo, backup, identity, opts) = unsafe {
+        let (repo, backup, identity, (VerifyOpts {}, keys)) = unsafe {
             (
                 arg(repo, "repo")?,
                 arg(backup, "backup")?,
                 optional_arg(identity_file, "identity_file")?,
-                options::<VerifyOpts>(options_json, "options")?,
+                options_with_keys::<VerifyOpts>(options_json, "options")?,
             )
         };
         need_out(report_json)?;
-        let pass = passphrase(
-            opts.passphrase_file.as_deref(),
-            opts.passphrase_env.as_deref(),
-        )?;
         let report = runtime()?.block_on(async {
             let repo = open(repo).await?;
             let manifest = find(&repo, backup).await?;
-            let identities = decryptors(identity, pass, &manifest)?;
+            let identities = decryptors(identity, keys, &manifest)?;
             Ok::<_, Failure>(
                 repo.verify(&manifest, &identities, Arc::new(backup_core::NoProgress))
                     .await?,
@@ -458,7 +499,11 @@ struct DnsOpts {
     port: Option<u16>,
     /// Values every server must answer.
     expect: Option<Vec<String>>,
-    /// Per-server timeout in milliseconds (default 2000).
+    /// Per-server timeout as a duration, e.g. `"2s"`, `"1500ms"` (default
+    /// 2s).
+    #[serde(default, with = "settings::duration::serde::option")]
+    timeout: Option<Duration>,
+    /// The same in milliseconds (older spelling; give one of the two).
     timeout_ms: Option<u64>,
 }
 
@@ -467,7 +512,7 @@ struct DnsOpts {
 /// `*report_json` (each server's status: NOERROR, NXDOMAIN, NODATA,
 /// SERVFAIL, REFUSED, TIMEOUT, its values, whether it agrees).
 /// `options_json`: `{"resolvers": ["IP:PORT"], "authoritative": false,
-/// "port": 53, "expect": ["192.0.2.1"], "timeout_ms": 2000}`.
+/// "port": 53, "expect": ["192.0.2.1"], "timeout": "2s"}`.
 ///
 /// Returns 0 when every server agrees, 1 when one does not (the report
 /// says which and why), -1 when the check could not run.
@@ -515,7 +560,15 @@ pub unsafe extern "C" fn shipshape_dns_check(
             name: name.to_owned(),
             rtype,
             expect,
-            timeout: Duration::from_millis(opts.timeout_ms.unwrap_or(2000)),
+            timeout: match (opts.timeout, opts.timeout_ms) {
+                (Some(_), Some(_)) => {
+                    return Err(Failure(
+                        "options: give timeout or timeout_ms, not both".into(),
+                    ));
+                }
+                (Some(t), None) => t,
+                (None, ms) => Duration::from_millis(ms.unwrap_or(2000)),
+            },
         };
         let report = runtime()?.block_on(dns::check::check(&check, &servers))?;
         // SAFETY: checked not null above; the caller promises it is writable.

@@ -54,7 +54,7 @@ pub struct Policy {
     /// Requests allowed per window (or GCRA burst).
     pub limit: NonZeroU32,
     /// The window, e.g. `15m`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "window_serde")]
     pub window: Duration,
     /// Clients tracked at most; beyond it the client nearest to a fresh
     /// limit is forgotten. Memory is about 64 bytes per client.
@@ -73,16 +73,16 @@ fn default_name() -> String {
     "default".to_owned()
 }
 
-mod humantime_serde {
+mod window_serde {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
 
+    /// A window in humantime's grammar (`15m`, `1h30m`), longer than 0 and
+    /// at most [`super::MAX_WINDOW`].
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        let window = humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("`{s}` is not a duration ({e}); e.g. 15m, 1h, 30s"))
-        })?;
+        let window = settings::duration::parse(&s).map_err(serde::de::Error::custom)?;
         if window.is_zero() {
             return Err(serde::de::Error::custom("the window must be longer than 0"));
         }

@@ -93,7 +93,7 @@ pub struct Rule {
     /// bytes).
     pub threshold: f64,
     /// How long the condition must hold before the alert fires.
-    #[serde(default, rename = "for", with = "duration_text")]
+    #[serde(default, rename = "for", with = "settings::duration::serde")]
     pub for_: Duration,
     /// `critical`, `warning`, `info`, ...
     #[serde(default = "default_severity")]
@@ -105,23 +105,6 @@ pub struct Rule {
 
 fn default_severity() -> String {
     "warning".to_owned()
-}
-
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("`{s}` is not a duration ({e}); e.g. 2m, 1h"))
-        })
-    }
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
 }
 
 /// Where an alert stands.

@@ -26,7 +26,7 @@
 //! metric = "shipshape_host_memory_used_ratio"
 //! op = ">"
 //! threshold = 0.8
-//! for = "5m"
+//! for = "5min"                # durations: 90s, 5min, 1h30m
 //!
 //! [[webhook]]
 //! url_env = "ALERT_WEBHOOK_URL"
@@ -36,9 +36,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[cfg(feature = "postgres")]
-use backup_core::age::secrecy::ExposeSecret;
 use serde::Deserialize;
+use settings::{ExposeSecret, Secret};
 
 use crate::alerts::{Rule, Webhooks};
 use crate::collector::{Collector, Limits, Scraper};
@@ -94,37 +93,12 @@ pub struct Config {
     #[serde(default)]
     pub webhook: Vec<WebhookConfig>,
     /// How often alert rules are evaluated.
-    #[serde(default = "default_interval", with = "text_duration")]
+    #[serde(default = "default_interval", with = "settings::duration::serde")]
     pub evaluation_interval: Duration,
 }
 
 fn default_interval() -> Duration {
     Duration::from_secs(15)
-}
-
-mod text_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("`{s}` is not a duration ({e}); e.g. 2s, 15s, 1m"))
-        })
-    }
-
-    pub(super) mod option {
-        use std::time::Duration;
-
-        use serde::Deserializer;
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<Duration>, D::Error> {
-            super::deserialize(d).map(Some)
-        }
-    }
 }
 
 /// The host collector's settings.
@@ -138,7 +112,7 @@ pub struct HostConfig {
     #[serde(default = "default_proc")]
     pub proc: PathBuf,
     /// The collector's timeout (default 2s).
-    #[serde(default, with = "text_duration::option")]
+    #[serde(default, with = "settings::duration::serde::option")]
     pub timeout: Option<Duration>,
 }
 
@@ -177,7 +151,7 @@ pub struct PostgresConfig {
     #[serde(default = "default_top")]
     pub top_statements: u32,
     /// The collector's timeout (default 3s).
-    #[serde(default, with = "text_duration::option")]
+    #[serde(default, with = "settings::duration::serde::option")]
     pub timeout: Option<Duration>,
 }
 
@@ -200,7 +174,7 @@ pub struct ProbeConfig {
     #[serde(default)]
     pub health_json: bool,
     /// The probe's timeout (default 5s).
-    #[serde(default, with = "text_duration::option")]
+    #[serde(default, with = "settings::duration::serde::option")]
     pub timeout: Option<Duration>,
     /// Extra trusted CAs (PEM).
     pub ca_file: Option<PathBuf>,
@@ -215,7 +189,7 @@ pub struct BackupConfig {
     /// The repository: a directory, or `s3://bucket/prefix`.
     pub repo: String,
     /// The collector's timeout (default 10s).
-    #[serde(default, with = "text_duration::option")]
+    #[serde(default, with = "settings::duration::serde::option")]
     pub timeout: Option<Duration>,
 }
 
@@ -229,7 +203,7 @@ pub struct DockerConfig {
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// The collector's timeout (default 5s).
-    #[serde(default, with = "text_duration::option")]
+    #[serde(default, with = "settings::duration::serde::option")]
     pub timeout: Option<Duration>,
 }
 
@@ -246,12 +220,17 @@ pub struct WebhookConfig {
     pub url: Option<String>,
     /// The environment variable holding the URL.
     pub url_env: Option<String>,
-    /// A file whose first line is the URL.
+    /// A file (mode 0600) whose first line is the URL.
     pub url_file: Option<PathBuf>,
 }
 
 impl Config {
     /// Parses and checks a configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Syntax`] with the line for TOML that does not parse
+    /// or has unknown keys, [`ConfigError::Invalid`] for a wrong value.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let config: Config =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
@@ -260,6 +239,10 @@ impl Config {
     }
 
     /// Reads and parses a configuration file.
+    ///
+    /// # Errors
+    ///
+    /// As [`parse`](Self::parse), and when the file cannot be read.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| invalid(path.display().to_string(), format!("cannot read: {e}")))?;
@@ -296,7 +279,7 @@ impl Config {
                 ));
             }
             #[cfg(feature = "postgres")]
-            if backup_core::jobs::url_has_password(&p.url) {
+            if pg::url_has_password(&p.url) {
                 return Err(invalid(
                     format!("[[postgres]] {}", p.name),
                     "the URL holds a password; move it to password_env or password_file",
@@ -324,6 +307,11 @@ impl Config {
     }
 
     /// Builds the collectors (reading passwords now) into a scraper.
+    ///
+    /// # Errors
+    ///
+    /// When a password cannot be read, a URL cannot be used, or a
+    /// collector the config names is not in this build.
     pub fn scraper(&self) -> Result<Scraper, ConfigError> {
         let mut collectors: Vec<(Arc<dyn Collector>, Limits)> = Vec::new();
         let limits = |timeout: Option<Duration>, default: u64| Limits {
@@ -370,6 +358,13 @@ impl Config {
             let timeout = probes.longest_timeout() + Duration::from_millis(500);
             collectors.push((Arc::new(probes), limits(Some(timeout), 0)));
         }
+        #[cfg(not(feature = "backup"))]
+        if let Some(b) = self.backup.first() {
+            return Err(invalid(
+                format!("[[backup]] {}", b.name),
+                "this build has no backup collector (feature `backup`)",
+            ));
+        }
         #[cfg(feature = "backup")]
         for b in &self.backup {
             collectors.push((
@@ -400,25 +395,13 @@ impl Config {
         p: &PostgresConfig,
     ) -> Result<crate::collectors::PostgresCollector, ConfigError> {
         let what = || format!("[[postgres]] {}", p.name);
-        let password =
-            match (&p.password_env, &p.password_file) {
-                (Some(var), _) => Some(std::env::var(var).map_err(|_| {
-                    invalid(what(), format!("environment variable {var} is not set"))
-                })?),
-                (None, Some(path)) => Some(
-                    backup_core::keys::read_passphrase_file(path)
-                        .map_err(|e| invalid(what(), e.to_string()))?
-                        .expose_secret()
-                        .to_owned(),
-                ),
-                (None, None) => None,
-            };
-        let env = |name: &str| match (name, &password) {
-            ("PGPASSWORD", Some(p)) => Some(p.clone()),
-            _ => std::env::var(name).ok(),
-        };
-        let target = backup_core::postgres::PgTarget::parse_with(&p.url, &env)
-            .map_err(|e| invalid(what(), e.to_string()))?;
+        let mut target = pg::PgTarget::parse(&p.url).map_err(|e| invalid(what(), e.to_string()))?;
+        let secret = Secret::pick("password", p.password_env.clone(), p.password_file.clone())
+            .map_err(|e| invalid(what(), e))?;
+        if let Some(secret) = secret {
+            let password = secret.read().map_err(|e| invalid(what(), e.to_string()))?;
+            target = target.with_password(&password);
+        }
         Ok(crate::collectors::PostgresCollector::new(
             &p.name,
             target,
@@ -427,29 +410,25 @@ impl Config {
     }
 
     /// The webhooks, reading their URLs now.
+    ///
+    /// # Errors
+    ///
+    /// When a URL cannot be read or is not http(s).
     pub fn webhooks(&self) -> Result<Webhooks, ConfigError> {
         let urls = self
             .webhook
             .iter()
             .map(|w| {
-                let url = if let Some(u) = &w.url {
-                    u.clone()
-                } else if let Some(var) = &w.url_env {
-                    std::env::var(var).map_err(|_| {
-                        invalid(
-                            "[[webhook]]",
-                            format!("environment variable {var} is not set"),
-                        )
-                    })?
-                } else if let Some(path) = &w.url_file {
-                    std::fs::read_to_string(path)
-                        .map_err(|e| invalid("[[webhook]]", format!("{}: {e}", path.display())))?
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned()
-                } else {
-                    String::new()
+                let secret = Secret::pick("url", w.url_env.clone(), w.url_file.clone())
+                    .map_err(|e| invalid("[[webhook]]", e))?;
+                let url = match (&w.url, secret) {
+                    (Some(u), _) => u.clone(),
+                    (None, Some(secret)) => secret
+                        .read()
+                        .map_err(|e| invalid("[[webhook]]", e.to_string()))?
+                        .expose_secret()
+                        .to_owned(),
+                    (None, None) => String::new(),
                 };
                 let url = url.trim().to_owned();
                 if url.starts_with("http://") || url.starts_with("https://") {

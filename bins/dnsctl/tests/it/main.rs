@@ -169,6 +169,11 @@ fn apply_on_powerdns_converges_and_check_confirms_every_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("pdns.key");
     std::fs::write(&key_file, format!("{}\n", server.api_key)).expect("key file");
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("a secret is private");
     let provider = format!(
         "provider = \"powerdns\"\n[powerdns]\nurl = \"{}\"\napi_key_file = \"{}\"\n[verify]\nresolvers = [\"{}\"]\nport = {}\n",
         server.api,

@@ -55,7 +55,7 @@ impl Metricsd {
             .arg("--listen")
             .arg(addr.to_string())
             .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
+            .env("SHIPSHAPE_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
             .expect("start metricsd");
@@ -97,7 +97,7 @@ pub fn check(config: &str) -> (i32, String) {
         .arg("check")
         .arg("--config")
         .arg(&path)
-        .env("RUST_LOG", "error")
+        .env("SHIPSHAPE_LOG", "error")
         .stdin(Stdio::null())
         .output()
         .expect("run metricsd check");

@@ -25,11 +25,11 @@ use tokio::task::JoinSet;
 
 use super::clock::Clock;
 use super::config::{Config, Job, Missed};
-use super::history::{Outcome, RunKind, RunRecord};
 use super::runner::run_job;
+use super::schedule::Schedule;
 use crate::error::Result;
+use crate::ops::history::{Outcome, RunKind, RunRecord};
 use crate::repo::Repository;
-use crate::schedule::Schedule;
 
 /// What the daemon is doing, for status displays and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

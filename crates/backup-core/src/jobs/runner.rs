@@ -10,12 +10,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::clock::Clock;
-use super::config::{Job, Notify, SourceSpec};
-use super::history::{Outcome, RunKind, RunRecord};
+use super::config::{Job, Notify};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::repo::{BackupOptions, Repository};
-use crate::source::Source;
+use crate::ops::backup::BackupOptions;
+use crate::ops::history::{Outcome, RunKind, RunRecord};
+use crate::ops::list::BackupRef;
+use crate::repo::Repository;
+use crate::source::SourceSpec;
 
 /// Webhook attempts before giving up, and the wait before each retry.
 const WEBHOOK_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
@@ -43,9 +45,10 @@ pub async fn run_job(
     tracing::info!(job = %job.name, %kind, "run started");
     let repo = Repository::open(&job.repository).await;
     let work = async {
-        let repo = repo
-            .as_ref()
-            .map_err(|e| Error::Config(format!("repository {}: {e}", job.repository)))?;
+        let repo = repo.as_ref().map_err(|e| Error::InvalidLocation {
+            location: job.repository.clone(),
+            problem: e.to_string(),
+        })?;
         hooks(job, kind, "before", &job.hooks.before, &[]).await?;
         work(job, kind, repo, started_at).await
     };
@@ -137,18 +140,16 @@ async fn work(job: &Job, kind: RunKind, repo: &Repository, now: DateTime<Utc>) -
                     opts.parent = incremental_parent(job, repo, dir).await?;
                 }
             }
-            let manifest = repo.backup(source(job)?, &opts).await?;
+            let manifest = repo.backup(job.source.to_source()?, &opts).await?;
             let pruned = if job.retention.is_empty() {
                 0
             } else {
                 let plan = repo
                     .prune(&job.retention, &job.zone, Some(&job.name), true)
                     .await
-                    .map_err(|e| {
-                        Error::Config(format!(
-                            "backup {} succeeded, but applying the retention policy failed: {e}",
-                            manifest.id
-                        ))
+                    .map_err(|e| Error::Retention {
+                        id: manifest.id.to_string(),
+                        source: Box::new(e),
                     })?;
                 u32::try_from(plan.removals().count()).unwrap_or(u32::MAX)
             };
@@ -197,72 +198,25 @@ async fn incremental_parent(
     Ok(Some(newest.clone()))
 }
 
-/// The job's source, built fresh for each run.
-pub fn source(job: &Job) -> Result<Source> {
-    Ok(match &job.source {
-        SourceSpec::Path(p) => Source::path(p),
-        SourceSpec::Command(argv) => {
-            let (program, args) = argv
-                .split_first()
-                .ok_or_else(|| Error::Config("empty command".into()))?;
-            Source::command(program, args.iter().cloned())
-        }
-        #[cfg(feature = "postgres")]
-        SourceSpec::Postgres {
-            url,
-            password,
-            globals,
-            row_counts,
-        } => {
-            let target = pg_target(url, password.as_ref())?;
-            if *globals {
-                crate::postgres::PgSource::globals(target).into()
-            } else {
-                crate::postgres::PgSource::database(target)
-                    .with_row_counts(*row_counts)
-                    .into()
-            }
-        }
-        #[cfg(not(feature = "postgres"))]
-        SourceSpec::Postgres { .. } => {
-            return Err(Error::Config(
-                "this build has no PostgreSQL support (the `postgres` feature)".into(),
-            ));
-        }
-    })
-}
-
-#[cfg(feature = "postgres")]
-fn pg_target(
-    url: &str,
-    password: Option<&super::config::Secret>,
-) -> Result<crate::postgres::PgTarget> {
-    let password = password.map(super::config::Secret::read).transpose()?;
-    crate::postgres::PgTarget::parse_with(url, &|name| match (name, &password) {
-        ("PGPASSWORD", Some(p)) => Some(p.expose_secret().to_owned()),
-        _ => std::env::var(name).ok(),
-    })
-}
-
 /// Restores the latest backup into a scratch database and checks every
 /// table (PostgreSQL), or verifies it (everything else).
 async fn drill(job: &Job, repo: &Repository) -> Result<crate::manifest::BackupId> {
-    let ids = job
-        .keys
-        .identities()?
-        .ok_or_else(|| Error::Config(format!("job {} has no identity for drills", job.name)))?;
+    let ids = job.keys.identities()?;
     let ids = &ids;
     let latest = repo
-        .find(&crate::repo::BackupRef::Latest {
+        .find(&BackupRef::Latest {
             name: Some(job.name.clone()),
         })
         .await?;
     #[cfg(feature = "postgres")]
-    if let (SourceSpec::Postgres { password, .. }, Some(scratch)) = (
+    if let (SourceSpec::Postgres(pg), Some(scratch)) = (
         &job.source,
         job.drill.as_ref().and_then(|d| d.scratch.as_ref()),
     ) {
-        let server = pg_target(scratch, password.as_ref())?;
+        let mut server = crate::postgres::PgTarget::parse(scratch)?;
+        if let Some(secret) = &pg.password {
+            server = server.with_password(&secret.read()?);
+        }
         let report = repo
             .restore_drill(
                 &latest,
@@ -298,7 +252,7 @@ async fn drill(job: &Job, repo: &Repository) -> Result<crate::manifest::BackupId
 async fn hooks(
     job: &Job,
     kind: RunKind,
-    when: &str,
+    when: &'static str,
     commands: &[String],
     extra: &[(&str, String)],
 ) -> Result<()> {
@@ -313,7 +267,11 @@ async fn hooks(
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let failed = |why: String| Error::Config(format!("{when}-hook `{command}` {why}"));
+        let failed = |problem: String| Error::Hook {
+            when,
+            command: command.clone(),
+            problem,
+        };
         let output = tokio::time::timeout(job.hooks.timeout, cmd.output())
             .await
             .map_err(|_| failed(format!("did not finish within {:?}", job.hooks.timeout)))?

@@ -34,7 +34,8 @@ use crate::error::{Error, Result};
 use crate::keys::Recipients;
 use crate::manifest::{Sha256, SourceInfo};
 use crate::progress::Progress;
-use crate::source::{ReadOptions, Sink, Source};
+use crate::sink::Sink;
+use crate::source::{ReadOptions, Source};
 use crate::store::{ByteStream, Store};
 
 /// How the source is read.

@@ -177,8 +177,10 @@ pub(crate) fn start(
     let free_out_rx = Arc::new(Mutex::new(free_out_rx));
     let bound = zstd::zstd_safe::compress_bound(frame_size);
     for n in 0..workers {
-        let mut zstd = Compressor::new(level)
-            .map_err(|e| Error::Config(format!("cannot set up zstd level {level}: {e}")))?;
+        let mut zstd = Compressor::new(level).map_err(|e| Error::InvalidOption {
+            option: "zstd level",
+            problem: format!("zstd cannot be set up at level {level}: {e}"),
+        })?;
         let (work_rx, free_out) = (Arc::clone(&work_rx), Arc::clone(&free_out_rx));
         std::thread::Builder::new()
             .name(format!("shipshape-zstd-{n}"))

@@ -1,24 +1,21 @@
-//! Restoring PostgreSQL backups into a database, and restore drills.
+//! Restoring PostgreSQL backups into a database (`pg_restore` for a
+//! database, `psql` for roles and tablespaces).
 
-use std::future::Future;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use serde::Serialize;
+use pg::{Tool, describe, quote_ident, tools};
 
-use super::conninfo::{describe, quote_ident};
-use super::tools::{self, Tool};
-use super::{PgTarget, exact_count, major_of, server_info};
-use crate::error::{Error, Result};
+use super::{PgTarget, failed};
+use crate::error::{Error, Result, unwrap_io};
 use crate::keys::Identities;
-use crate::manifest::{BackupId, Manifest, PgDump, PostgresInfo, RowCounts, SourceInfo};
+use crate::manifest::{BackupId, Manifest, PgDump, PostgresInfo, SourceInfo};
 use crate::pipeline::decode::decode;
-use crate::pipeline::unwrap_io;
 use crate::progress::{NoProgress, Progress};
-use crate::repo::Repository;
-use crate::source::command;
+use crate::sink::command;
+use crate::store::Store;
 
 /// Relations in user schemas: more than zero means "not empty".
 const USER_RELATIONS_SQL: &str = "\
@@ -66,63 +63,14 @@ pub struct PgRestoreReport {
     pub warnings: Vec<String>,
 }
 
-/// One table in a restore drill.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TableCheck {
-    /// Its schema.
-    pub schema: String,
-    /// Its name.
-    pub name: String,
-    /// Rows the manifest recorded (exact or estimated; none when off).
-    pub expected: Option<u64>,
-    /// Rows in the restored copy; none when the table is missing.
-    pub found: Option<u64>,
-    /// Whether this table passed.
-    pub ok: bool,
-}
-
-/// The outcome of a restore drill.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DrillReport {
-    /// The backup drilled.
-    pub id: BackupId,
-    /// The scratch database it was restored into (dropped afterwards).
-    pub scratch: String,
-    /// How the manifest's counts were taken; only exact counts are
-    /// compared, otherwise the tables only have to exist.
-    pub row_counts: RowCounts,
-    /// The tool that restored it.
-    pub tool: String,
-    /// Errors from the restore (pg_restore's messages, or damage found in
-    /// the backup); empty when it restored cleanly.
-    pub restore_errors: Vec<String>,
-    /// Table by table, in the manifest's order.
-    pub tables: Vec<TableCheck>,
-    /// Whether the scratch database was dropped again.
-    pub dropped: bool,
-}
-
-impl DrillReport {
-    /// True when the backup restored without errors and every table checks
-    /// out.
-    pub fn passed(&self) -> bool {
-        self.restore_errors.is_empty() && self.tables.iter().all(|t| t.ok)
-    }
-
-    /// Tables that did not check out.
-    pub fn failed_tables(&self) -> usize {
-        self.tables.iter().filter(|t| !t.ok).count()
-    }
-}
-
 /// The PostgreSQL details of a manifest, or an error saying it has none.
-fn pg_info(m: &Manifest) -> Result<&PostgresInfo> {
+pub(crate) fn pg_info(m: &Manifest) -> Result<&PostgresInfo> {
     match &m.source {
         SourceInfo::Postgres(info) => Ok(info),
-        _ => Err(Error::Config(format!(
-            "backup {} is not a PostgreSQL backup; restore it to a path instead",
-            m.id
-        ))),
+        _ => Err(Error::WrongKind {
+            id: m.id.to_string(),
+            problem: "is not a PostgreSQL backup; restore it to a path instead".into(),
+        }),
     }
 }
 
@@ -136,291 +84,139 @@ fn dump_major(info: &PostgresInfo) -> u32 {
         .unwrap_or(0)
 }
 
-impl Repository {
-    /// Restores a PostgreSQL backup into `target`'s database.
-    ///
-    /// A database backup goes through `pg_restore` in one transaction, so a
-    /// failure (a pg_restore error, or damage found in the backup) leaves
-    /// the database as it was. The database is created when missing; one
-    /// that already holds tables is refused unless `opts.force`. A globals
-    /// backup is run through `psql`; roles that already exist are reported
-    /// as warnings.
-    pub async fn restore_postgres(
-        &self,
-        manifest: &Manifest,
-        identities: &Identities,
-        target: &PgTarget,
-        opts: &PgRestoreOptions,
-    ) -> Result<PgRestoreReport> {
-        let info = pg_info(manifest)?;
-        if info.dump == PgDump::Globals {
-            return self
-                .restore_globals(manifest, identities, target, opts)
-                .await;
+/// Restores a PostgreSQL backup into `target`'s database.
+///
+/// A database backup goes through `pg_restore` in one transaction, so a
+/// failure (a pg_restore error, or damage found in the backup) leaves
+/// the database as it was. The database is created when missing; one
+/// that already holds tables is refused unless `opts.force`. A globals
+/// backup is run through `psql`; roles that already exist are reported
+/// as warnings.
+pub(crate) async fn restore(
+    store: &dyn Store,
+    manifest: &Manifest,
+    identities: &Identities,
+    target: &PgTarget,
+    opts: &PgRestoreOptions,
+) -> Result<PgRestoreReport> {
+    let info = pg_info(manifest)?;
+    if info.dump == PgDump::Globals {
+        return restore_globals(store, manifest, identities, target, opts).await;
+    }
+    let tool = restore_tool(info, opts)?;
+    let created = ensure_database(target).await?;
+    if !created && !opts.force {
+        let client = target.connect().await?;
+        let n: i64 = client
+            .query_one(USER_RELATIONS_SQL, &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| failed(target, describe(&e)))?;
+        if n > 0 {
+            return Err(Error::TargetNotEmpty {
+                target: target.to_string(),
+                holds: format!(
+                    "is a database that is not empty ({n} tables, views, sequences or \
+                     indexes); with force, the objects the backup contains are replaced \
+                     (pg_restore --clean --if-exists)"
+                ),
+            });
         }
-        let tool = restore_tool(info, opts, target)?;
-        let created = ensure_database(target).await?;
-        if !created && !opts.force {
-            let client = target.connect().await?;
-            let n: i64 = client
-                .query_one(USER_RELATIONS_SQL, &[])
-                .await
-                .and_then(|r| r.try_get(0))
-                .map_err(|e| target.error(describe(&e)))?;
-            if n > 0 {
-                return Err(Error::Target {
-                    path: PathBuf::from(target.to_string()),
-                    problem: format!(
-                        "the database is not empty ({n} tables, views, sequences or indexes); \
-                         pass --force to replace the objects the backup contains \
-                         (pg_restore --clean --if-exists)"
-                    ),
-                });
-            }
-        }
-        let mut cmd = pg_restore_command(&tool, target, opts.no_owner);
-        cmd.arg("--single-transaction");
-        if opts.force {
-            cmd.args(["--clean", "--if-exists"]);
-        }
-        let outcome = self
-            .feed_tool(manifest, identities, opts, cmd, tool.describe())
-            .await?;
-        if !outcome.success {
-            return Err(target.error(format!(
+    }
+    let mut cmd = pg_restore_command(&tool, target, opts.no_owner);
+    cmd.arg("--single-transaction");
+    if opts.force {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    let outcome = feed_tool(store, manifest, identities, opts, cmd, tool.describe()).await?;
+    if !outcome.success {
+        return Err(failed(
+            target,
+            format!(
                 "{} failed and the database was left as it was:\n{}",
                 tool.describe(),
                 outcome.errors().join("\n")
-            )));
-        }
-        Ok(PgRestoreReport {
-            target: target.to_string(),
-            created,
-            tool: tool.describe(),
-            warnings: Vec::new(),
-        })
+            ),
+        ));
     }
+    Ok(PgRestoreReport {
+        target: target.to_string(),
+        created,
+        tool: tool.describe(),
+        warnings: Vec::new(),
+    })
+}
 
-    async fn restore_globals(
-        &self,
-        manifest: &Manifest,
-        identities: &Identities,
-        target: &PgTarget,
-        opts: &PgRestoreOptions,
-    ) -> Result<PgRestoreReport> {
-        let tool = tools::find("psql", 0, "any version", opts.bin_dir.as_deref())
-            .map_err(|p| target.error(p))?;
-        let mut cmd = Command::new(&tool.path);
-        cmd.envs(target.tool_env())
-            .args(["--no-psqlrc", "--quiet", "--no-password"])
-            .args(["--set", "ON_ERROR_STOP=0", "--file", "-"]);
-        let outcome = self
-            .feed_tool(manifest, identities, opts, cmd, tool.describe())
-            .await?;
-        let (warnings, errors): (Vec<String>, Vec<String>) = outcome
-            .errors()
-            .into_iter()
-            .partition(|l| l.contains("already exists"));
-        if !outcome.success || !errors.is_empty() {
-            let mut all = errors;
-            if all.is_empty() {
-                all.push(outcome.stderr.trim().to_owned());
-            }
-            return Err(target.error(format!(
+async fn restore_globals(
+    store: &dyn Store,
+    manifest: &Manifest,
+    identities: &Identities,
+    target: &PgTarget,
+    opts: &PgRestoreOptions,
+) -> Result<PgRestoreReport> {
+    let tool = tools::find("psql", 0, "any version", opts.bin_dir.as_deref())?;
+    let mut cmd = Command::new(&tool.path);
+    cmd.envs(target.tool_env())
+        .args(["--no-psqlrc", "--quiet", "--no-password"])
+        .args(["--set", "ON_ERROR_STOP=0", "--file", "-"]);
+    let outcome = feed_tool(store, manifest, identities, opts, cmd, tool.describe()).await?;
+    let (warnings, errors): (Vec<String>, Vec<String>) = outcome
+        .errors()
+        .into_iter()
+        .partition(|l| l.contains("already exists"));
+    if !outcome.success || !errors.is_empty() {
+        let mut all = errors;
+        if all.is_empty() {
+            all.push(outcome.stderr.trim().to_owned());
+        }
+        return Err(failed(
+            target,
+            format!(
                 "restoring roles and tablespaces failed:\n{}",
                 all.join("\n")
-            )));
-        }
-        Ok(PgRestoreReport {
-            target: target.to_string(),
-            created: false,
-            tool: tool.describe(),
-            warnings,
-        })
+            ),
+        ));
     }
+    Ok(PgRestoreReport {
+        target: target.to_string(),
+        created: false,
+        tool: tool.describe(),
+        warnings,
+    })
+}
 
-    /// Restore drill: restores a database backup into a new scratch
-    /// database on `server` (a URL of any database there that the user can
-    /// connect to, e.g. `postgres`), counts every table's rows, compares
-    /// them with the manifest, and drops the scratch database again, also
-    /// when the restore fails or `interrupt` completes first (e.g. on
-    /// Ctrl-C, which then ends the drill with an error).
-    ///
-    /// Damage found in the backup and pg_restore's errors are reported in
-    /// [`DrillReport::restore_errors`] next to the table-by-table counts of
-    /// whatever did restore; an `Err` means the drill itself could not run
-    /// (no server, no permission to create databases, interrupted).
-    pub async fn restore_drill(
-        &self,
-        manifest: &Manifest,
-        identities: &Identities,
-        server: &PgTarget,
-        opts: &PgRestoreOptions,
-        interrupt: impl Future<Output = ()> + Send,
-    ) -> Result<DrillReport> {
-        let info = pg_info(manifest)?;
-        if info.dump != PgDump::Database {
-            return Err(Error::Config(format!(
-                "backup {} holds roles and tablespaces, not a database: there are no tables to \
-                 check; verify it without --restore-test",
-                manifest.id
-            )));
-        }
-        let tool = restore_tool(info, opts, server)?;
-        let admin = server.connect().await?;
-        let (num, _, _) = server_info(&admin)
-            .await
-            .map_err(|e| server.error(describe(&e)))?;
-        let scratch = scratch_name(&manifest.id);
-        admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {} TEMPLATE template0",
-                quote_ident(&scratch)
-            ))
-            .await
-            .map_err(|e| {
-                server.error(format!(
-                    "cannot create the scratch database {scratch}: {}",
-                    describe(&e)
-                ))
-            })?;
-        tracing::info!(%scratch, "restore drill of {} started", manifest.id);
-        let target = server.with_database(&scratch);
-        let run = self.drill(manifest, identities, &target, &tool, opts);
-        let outcome = tokio::select! {
-            report = run => Ok(report),
-            () = interrupt => Err(Error::Interrupted(format!(
-                "the restore drill of {} was interrupted; its scratch database was dropped",
-                manifest.id
-            ))),
-        };
-        // Always drop, whatever happened above.
-        let force = if major_of(num) >= 13 {
-            " WITH (FORCE)"
-        } else {
-            ""
-        };
-        let dropped = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {}{force}",
-                quote_ident(&scratch)
-            ))
-            .await;
-        if let Err(e) = &dropped {
-            tracing::error!(
-                "could not drop the scratch database {scratch}: {}; drop it by hand",
-                describe(e)
-            );
-        }
-        let mut report = outcome?;
-        report.dropped = dropped.is_ok();
-        Ok(report)
-    }
-
-    /// Streams the backup, checked on the way, into `cmd`'s standard input.
-    async fn feed_tool(
-        &self,
-        manifest: &Manifest,
-        identities: &Identities,
-        opts: &PgRestoreOptions,
-        cmd: Command,
-        name: String,
-    ) -> Result<Fed> {
-        decode(
-            self.store().as_ref(),
-            manifest,
-            identities,
-            Arc::clone(&opts.progress),
-            move |input| feed(cmd, &name, input),
-        )
-        .await
-    }
-
-    /// The drill's restore and counting, into an existing scratch database.
-    async fn drill(
-        &self,
-        manifest: &Manifest,
-        identities: &Identities,
-        target: &PgTarget,
-        tool: &Tool,
-        opts: &PgRestoreOptions,
-    ) -> DrillReport {
-        let mut restore_errors = Vec::new();
-        // No single transaction: every error is collected, and the counts
-        // show how much did restore.
-        let cmd = pg_restore_command(tool, target, opts.no_owner);
-        match self
-            .feed_tool(manifest, identities, opts, cmd, tool.describe())
-            .await
-        {
-            Ok(outcome) => {
-                restore_errors.extend(outcome.errors());
-                if !outcome.success && restore_errors.is_empty() {
-                    restore_errors.push(format!(
-                        "{} failed: {}",
-                        tool.describe(),
-                        outcome.stderr.trim()
-                    ));
-                }
-            }
-            Err(e) => restore_errors.push(e.to_string()),
-        }
-        let mut report = DrillReport {
-            id: manifest.id.clone(),
-            scratch: target.database().to_owned(),
-            row_counts: RowCounts::Off,
-            tool: tool.describe(),
-            restore_errors,
-            tables: Vec::new(),
-            dropped: false,
-        };
-        let Ok(info) = pg_info(manifest) else {
-            return report;
-        };
-        report.row_counts = info.row_counts;
-        let client = match target.connect().await {
-            Ok(c) => Some(c),
-            Err(e) => {
-                report.restore_errors.push(e.to_string());
-                None
-            }
-        };
-        for table in &info.tables {
-            let found = match &client {
-                Some(c) => exact_count(c, &table.schema, &table.name).await.ok(),
-                None => None,
-            };
-            let ok = match (info.row_counts, found) {
-                (_, None) => false,
-                (RowCounts::Exact, Some(n)) => table.rows == Some(n),
-                (RowCounts::Estimate | RowCounts::Off, Some(_)) => true,
-            };
-            report.tables.push(TableCheck {
-                schema: table.schema.clone(),
-                name: table.name.clone(),
-                expected: table.rows,
-                found,
-                ok,
-            });
-        }
-        report
-    }
+/// Streams the backup, checked on the way, into `cmd`'s standard input.
+pub(crate) async fn feed_tool(
+    store: &dyn Store,
+    manifest: &Manifest,
+    identities: &Identities,
+    opts: &PgRestoreOptions,
+    cmd: Command,
+    name: String,
+) -> Result<Fed> {
+    decode(
+        store,
+        manifest,
+        identities,
+        Arc::clone(&opts.progress),
+        move |input| feed(cmd, &name, input),
+    )
+    .await
 }
 
 /// A pg_restore new enough for the archive.
-fn restore_tool(info: &PostgresInfo, opts: &PgRestoreOptions, target: &PgTarget) -> Result<Tool> {
+pub(crate) fn restore_tool(info: &PostgresInfo, opts: &PgRestoreOptions) -> Result<Tool> {
     let major = dump_major(info);
-    tools::find(
+    Ok(tools::find(
         "pg_restore",
         major,
         &format!("the backup was written by {}", info.tool),
         opts.bin_dir.as_deref(),
-    )
-    .map_err(|p| target.error(p))
+    )?)
 }
 
 /// `pg_restore` into `target`'s database, reading the archive from stdin.
-fn pg_restore_command(tool: &Tool, target: &PgTarget, no_owner: bool) -> Command {
+pub(crate) fn pg_restore_command(tool: &Tool, target: &PgTarget, no_owner: bool) -> Command {
     let mut cmd = Command::new(&tool.path);
     cmd.envs(target.tool_env())
         .args(["--no-password", "--dbname"]);
@@ -443,7 +239,7 @@ async fn ensure_database(target: &PgTarget) -> Result<bool> {
         Ok(c) => c,
         Err(_) => target.with_database("template1").connect().await?,
     };
-    let fail = |e: tokio_postgres::Error| target.error(describe(&e));
+    let fail = |e: tokio_postgres::Error| failed(target, describe(&e));
     let exists = admin
         .query_opt(
             "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
@@ -462,17 +258,20 @@ async fn ensure_database(target: &PgTarget) -> Result<bool> {
         ))
         .await
         .map_err(|e| {
-            target.error(format!(
-                "the database does not exist and cannot be created: {}",
-                describe(&e)
-            ))
+            failed(
+                target,
+                format!(
+                    "the database does not exist and cannot be created: {}",
+                    describe(&e)
+                ),
+            )
         })?;
     Ok(true)
 }
 
 /// `shipshape_drill_20261122t030000z_0a1b2c3d_5f3e`: unique, lower case,
 /// within PostgreSQL's 63-byte limit.
-fn scratch_name(id: &BackupId) -> String {
+pub(crate) fn scratch_name(id: &BackupId) -> String {
     let id: String = id
         .as_str()
         .chars()
@@ -490,15 +289,15 @@ fn scratch_name(id: &BackupId) -> String {
 
 /// How a client tool fed from a backup ended.
 #[derive(Debug)]
-struct Fed {
-    success: bool,
-    stderr: String,
+pub(crate) struct Fed {
+    pub(crate) success: bool,
+    pub(crate) stderr: String,
 }
 
 impl Fed {
     /// The error lines the tool printed, e.g. `pg_restore: error: ...` or
     /// `psql:<stdin>:12: ERROR: ...`, with the lines that continue them.
-    fn errors(&self) -> Vec<String> {
+    pub(crate) fn errors(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for line in self.stderr.lines() {
             let is_error = line.contains("error:") || line.contains("ERROR:");

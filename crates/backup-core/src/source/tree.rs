@@ -13,7 +13,6 @@
 //! up to that size. Either way the archive stays well-formed.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -24,8 +23,10 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use tar::{EntryType, Header, HeaderMode};
 use walkdir::WalkDir;
 
-use super::{CopyError, ReadOptions, Sink, classify};
+use super::ReadOptions;
 use crate::error::{Error, Result};
+use crate::incremental::archive_name;
+use crate::sink::{CopyError, Sink, classify};
 
 /// Files up to this size are read ahead by the walker thread.
 const PREFETCH_MAX: u64 = 64 << 10;
@@ -391,19 +392,6 @@ fn write_long_entry(out: &mut dyn Sink, kind: EntryType, value: &[u8]) -> Result
     out.write_all(&[0u8; 512][..1 + pad]).map_err(write_err)
 }
 
-/// `./` for the root, `./rel/path` below it, with a trailing `/` for
-/// directories, as GNU tar names them.
-pub(crate) fn archive_name(root: &Path, path: &Path, dir: bool) -> PathBuf {
-    let mut name = OsString::from("./");
-    if let Ok(rel) = path.strip_prefix(root) {
-        name.push(rel.as_os_str());
-        if dir && !rel.as_os_str().is_empty() {
-            name.push("/");
-        }
-    }
-    PathBuf::from(name)
-}
-
 /// Copies exactly `size` bytes of the file into the archive and pads to the
 /// 512-byte block boundary.
 fn write_body(
@@ -418,7 +406,7 @@ fn write_body(
         Body::Unchanged => match File::open(path) {
             Ok(file) => Body::Open(file),
             // The header is written: the body must follow.
-            Err(e) => return Err(crate::source::source_err(path, e)),
+            Err(e) => return Err(crate::error::source_err(path, e)),
         },
         other => other,
     };

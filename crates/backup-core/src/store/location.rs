@@ -20,10 +20,9 @@ impl FromStr for S3Location {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |why: &str| {
-            Error::Config(format!(
-                "`{s}` is not an S3 location ({why}); expected s3://BUCKET or s3://BUCKET/PREFIX"
-            ))
+        let bad = |why: &str| Error::InvalidLocation {
+            location: s.to_owned(),
+            problem: format!("{why}; expected s3://BUCKET or s3://BUCKET/PREFIX"),
         };
         let rest = s
             .strip_prefix("s3://")

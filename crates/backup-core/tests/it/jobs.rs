@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backup_core::jobs::{Config, Daemon, ManualClock, Outcome, RunKind, run_job};
+use backup_core::jobs::{Config, Daemon, ManualClock, run_job};
 use backup_core::manifest::{BackupId, Manifest};
 use backup_core::retention::{Keep, Policy, Reason};
+use backup_core::{Outcome, RunKind};
 use backup_core::{Repository, keys};
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;

@@ -67,28 +67,36 @@ pub trait DnsProvider: Send + Sync {
     async fn delete(&self, zone: &str, current: &RecordSet) -> Result<(), Error>;
 }
 
-/// A secret: read from an environment variable or a file (first line,
-/// trimmed). Its `Debug` never shows it.
+/// A provider credential (an API key, a TSIG secret, a token). Read as
+/// every Shipshape secret is ([`settings::secret`]): from an environment
+/// variable, or a file's first line that group and others cannot read.
+/// Its `Debug` never shows it.
 #[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
     /// Reads it: `file` when given, else the variable `env`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when the variable is unset or empty, or the file
+    /// is unreadable, empty, or readable by group or others.
     pub fn load(what: &str, env: &str, file: Option<&Path>) -> Result<Self, Error> {
-        let value = match file {
-            Some(path) => std::fs::read_to_string(path).map_err(|e| {
-                Error::Invalid(format!(
-                    "cannot read the {what} from {}: {e}",
-                    path.display()
-                ))
-            })?,
-            None => std::env::var(env).map_err(|_| {
-                Error::Invalid(format!(
-                    "the {what} is not set: export {env}=... or name a file in the provider config"
-                ))
-            })?,
+        let source = match file {
+            Some(path) => settings::Secret::File(path.to_owned()),
+            None => settings::Secret::Env(env.to_owned()),
         };
-        let value = value.lines().next().unwrap_or_default().trim().to_owned();
+        let value = source.read().map_err(|e| {
+            Error::Invalid(match (&e, file) {
+                (settings::SecretError::NotSet { .. }, None) => format!(
+                    "the {what} is not set: export {env}=... or name a file in the provider config"
+                ),
+                _ => format!("the {what}: {e}"),
+            })
+        })?;
+        let value = settings::ExposeSecret::expose_secret(&value)
+            .trim()
+            .to_owned();
         if value.is_empty() {
             return Err(Error::Invalid(format!("the {what} is empty")));
         }
@@ -216,8 +224,8 @@ impl ProviderConfig {
                     p.secret_file.as_deref(),
                 )?;
                 let timeout = match p.timeout {
-                    Some(t) => humantime::parse_duration(&t)
-                        .map_err(|e| Error::Invalid(format!("rfc2136.timeout {t:?}: {e}")))?,
+                    Some(t) => settings::duration::parse(&t)
+                        .map_err(|e| Error::Invalid(format!("rfc2136.timeout: {e}")))?,
                     None => std::time::Duration::from_secs(5),
                 };
                 Box::new(rfc2136::Rfc2136::new(

@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
     CHECK(again == NULL && shipshape_last_error() != NULL);
 
     /* backup a directory, then a pipe */
-    char options[1024];
+    char options[4096];
     snprintf(options, sizeof options, "{\"recipients\":[\"%s\"],\"name\":\"c-dir\"}", recipient);
     char *manifest = NULL;
     CHECK(shipshape_backup_path(repo, data, options, &manifest) == SHIPSHAPE_OK);
@@ -96,6 +96,32 @@ int main(int argc, char **argv) {
     shipshape_string_free(manifest);
     CHECK(close(fds[0]) == 0); /* still ours: the library read a duplicate */
 
+    /* any source, as backupctl and the jobs config write it, to a recipients
+       file; restored with the identity named in the options */
+    char recipients[1024], command_target[2048];
+    snprintf(recipients, sizeof recipients, "%s/recipients.txt", dir);
+    snprintf(file, sizeof file, "# ops\n%s\n", recipient);
+    write_file(recipients, file);
+    snprintf(options, sizeof options, "{\"recipients_file\":\"%s\",\"name\":\"c-command\"}", recipients);
+    CHECK(shipshape_backup(repo, "{\"command\":[\"sh\",\"-c\",\"echo from a command\"]}", options,
+                           &manifest) == SHIPSHAPE_OK);
+    CHECK(strstr(manifest, "\"kind\":\"command\"") != NULL && strstr(manifest, recipient) != NULL);
+    shipshape_string_free(manifest);
+    snprintf(command_target, sizeof command_target, "%s/command.out", dir);
+    snprintf(options, sizeof options, "{\"identity_file\":\"%s\"}", identity);
+    CHECK(shipshape_restore(repo, "latest:c-command", NULL, command_target, options) == SHIPSHAPE_OK);
+    CHECK(strcmp(read_file(command_target), "from a command\n") == 0);
+    snprintf(options, sizeof options, "{\"recipients_file\":\"%s\",\"name\":\"c-text\"}", recipients);
+    CHECK(shipshape_backup(repo, data, options, &manifest) == SHIPSHAPE_OK);
+    CHECK(strstr(manifest, "\"kind\":\"directory\"") != NULL);
+    shipshape_string_free(manifest);
+    FAILS_WITH(shipshape_backup(repo, "docker-volume:", options, &manifest), "docker-volume:NAME");
+    FAILS_WITH(shipshape_backup(repo, "{\"path\":\"/a\",\"command\":[\"x\"]}", options, &manifest),
+               "exactly one of");
+    FAILS_WITH(shipshape_backup(repo, "postgres://u:hunter2@127.0.0.1/db", options, &manifest),
+               "password_env");
+    CHECK(strstr(shipshape_last_error(), "hunter2") == NULL);
+
     /* list, verify, restore */
     char *list = NULL;
     CHECK(shipshape_list(repo, &list) == SHIPSHAPE_OK);
@@ -103,7 +129,7 @@ int main(int argc, char **argv) {
     shipshape_string_free(list);
 
     char *report = NULL;
-    CHECK(shipshape_verify(repo, "latest", identity, NULL, &report) == SHIPSHAPE_OK);
+    CHECK(shipshape_verify(repo, "latest:c-stream", identity, NULL, &report) == SHIPSHAPE_OK);
     CHECK(strstr(report, "\"raw\":15") != NULL);
     shipshape_string_free(report);
 
@@ -146,13 +172,19 @@ int main(int argc, char **argv) {
     /* a resolver that refuses the connection: the check runs, nobody agrees */
     CHECK(shipshape_dns_check("example.test", "A", "{\"resolvers\":[\"127.0.0.1:1\"],\"timeout_ms\":500}", &dns) == 1);
     shipshape_string_free(dns);
+    /* durations are written as everywhere else: 500ms, 90s, 1h30m */
+    CHECK(shipshape_dns_check("example.test", "A", "{\"resolvers\":[\"127.0.0.1:1\"],\"timeout\":\"500ms\"}", &dns) == 1);
+    shipshape_string_free(dns);
     dns = NULL;
     FAILS_WITH(shipshape_dns_check("example.test", "BOGUS", NULL, &dns), "unknown record type");
     FAILS_WITH(shipshape_dns_check("example.test", "A", "{\"resolvers\":[\"not an address\"]}", &dns), "options");
     CHECK(dns == NULL);
 
-    /* rate limiter: 2 per minute per client */
+    /* rate limiter: 2 per minute per client (and a window of 1h30m parses) */
     ShipshapeRateLimiter *limiter = NULL;
+    CHECK(shipshape_ratelimiter_new("{\"limit\":2,\"window\":\"1h30m\"}", &limiter) == SHIPSHAPE_OK);
+    shipshape_ratelimiter_free(limiter);
+    limiter = NULL;
     CHECK(shipshape_ratelimiter_new("{\"limit\":2,\"window\":\"1m\"}", &limiter) == SHIPSHAPE_OK);
     CHECK(shipshape_ratelimiter_check(limiter, "192.0.2.1", NULL) == 1);
     CHECK(shipshape_ratelimiter_check(limiter, "192.0.2.1", NULL) == 1);

@@ -73,37 +73,24 @@ fn glob(pattern: &str, name: &str) -> bool {
 }
 
 /// A size as docker and compose write them: `512m`, `1g`, `1.5G`,
-/// `256MiB`, `300mb`, a byte count, or `-1` (unlimited, for swap and
+/// `256MiB`, `300mb`, a byte count (the grammar of every size in
+/// Shipshape, [`settings::size`]), or `-1` (unlimited, for swap and
 /// PIDs). Units are binary (k = 1024).
+///
+/// # Errors
+///
+/// When `text` is not a size, is 0, or is too large.
 pub fn parse_size(text: &str) -> Result<i64, String> {
     let t = text.trim();
     if t == "-1" {
         return Ok(-1);
     }
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("`{t}` is not a size (examples: 512m, 1g, 268435456)"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{t}` (use b, k, m, g or t)"
-            ));
-        }
-    };
-    let bytes = n * scale as f64;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > i64::MAX as f64 {
-        return Err(format!("`{t}` is out of range"));
+    match settings::size::parse(t)? {
+        0 => Err(format!(
+            "`{t}` is not a limit: give at least one byte, or -1 for unlimited"
+        )),
+        bytes => i64::try_from(bytes).map_err(|_| format!("`{t}` is too large")),
     }
-    Ok(bytes.round() as i64)
 }
 
 fn parse_cpus(v: &Number) -> Result<i64, String> {

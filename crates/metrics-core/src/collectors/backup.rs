@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
-use backup_core::jobs::{HISTORY_PREFIX, Outcome, RunKind};
 use backup_core::manifest::MANIFEST_PREFIX;
 use backup_core::{BackupRef, Repository};
+use backup_core::{HISTORY_PREFIX, Outcome, RunKind};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OnceCell};
 

@@ -11,7 +11,7 @@
 //! `pg_stat_checkpointer`.
 
 use async_trait::async_trait;
-use backup_core::postgres::PgTarget;
+use pg::PgTarget;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
@@ -75,10 +75,7 @@ impl PostgresCollector {
     }
 
     fn query_error(&self, what: &str, e: &tokio_postgres::Error) -> CollectError {
-        let detail = e
-            .as_db_error()
-            .map_or_else(|| e.to_string(), |db| db.message().to_owned());
-        CollectError::new(format!("{} ({what}): {detail}", self.target))
+        CollectError::new(format!("{} ({what}): {}", self.target, pg::describe(e)))
     }
 }
 

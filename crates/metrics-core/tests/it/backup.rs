@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use backup_core::jobs::{Outcome, RunKind, RunRecord};
 use backup_core::manifest::Sizes;
 use backup_core::{BackupOptions, LocalStore, Recipients, Repository, Source, keys};
+use backup_core::{Outcome, RunKind, RunRecord};
 use chrono::{Duration, Utc};
 use metrics_core::collectors::BackupCollector;
 use metrics_core::{Collector, Family};

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use backup_core::postgres::PgTarget;
 use metrics_core::collectors::PostgresCollector;
 use metrics_core::{Collector, Family};
+use pg::PgTarget;
 
 fn values<'a>(families: &'a [Family], name: &str) -> Vec<(&'a [(String, String)], f64)> {
     families

@@ -1,4 +1,4 @@
-//! The run history, kept in the repository next to the backups so that
+//! The run history of jobs, kept in the repository next to the backups so that
 //! `backupctl history` and the metrics exporter read the same truth from
 //! any host: one small JSON object per run at
 //! `history/JOB/STARTED-KIND-RANDOM.json` (one object per run, so two hosts
@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::manifest::{BackupId, Sizes};
-use crate::repo::Repository;
-use crate::store::StoreExt;
+use crate::store::{Store, StoreExt};
 
 /// Where run records live in a repository.
 pub const HISTORY_PREFIX: &str = "history/";
@@ -117,43 +116,68 @@ impl RunRecord {
     }
 }
 
-impl Repository {
-    /// Stores a run record.
-    pub async fn record_run(&self, record: &RunRecord) -> Result<()> {
-        super::config::check_job_name(&record.job).map_err(Error::Config)?;
-        let json = serde_json::to_vec_pretty(record)
-            .map_err(|e| Error::Config(format!("run record: {e}")))?;
-        self.store()
-            .put_bytes(&record.key(), Bytes::from(json))
-            .await?;
-        Ok(())
-    }
+/// Stores a run record.
+pub(crate) async fn record(store: &dyn Store, record: &RunRecord) -> Result<()> {
+    check_job_name(&record.job).map_err(|problem| Error::InvalidOption {
+        option: "job name",
+        problem,
+    })?;
+    let json = serde_json::to_vec_pretty(record)
+        .map_err(|e| Error::Interrupted(format!("cannot encode the run record: {e}")))?;
+    store.put_bytes(&record.key(), Bytes::from(json)).await?;
+    Ok(())
+}
 
-    /// The run history of `job` (or of every job), oldest first. Records
-    /// that cannot be read are skipped with a warning in the log.
-    pub async fn history(&self, job: Option<&str>) -> Result<Vec<RunRecord>> {
-        let prefix = match job {
-            Some(job) => {
-                super::config::check_job_name(job).map_err(Error::Config)?;
-                format!("{HISTORY_PREFIX}{job}/")
-            }
-            None => HISTORY_PREFIX.to_owned(),
-        };
-        let mut records = Vec::new();
-        for object in self.store().list(&prefix).await? {
-            match self.run_record(&object.key).await? {
-                Some(r) => records.push(r),
-                None => tracing::warn!(key = %object.key, "unreadable run record"),
-            }
+/// The run history of `job` (or of every job), oldest first; records that
+/// cannot be read are skipped with a warning in the log.
+pub(crate) async fn history(store: &dyn Store, job: Option<&str>) -> Result<Vec<RunRecord>> {
+    let prefix = match job {
+        Some(job) => {
+            check_job_name(job).map_err(|problem| Error::InvalidOption {
+                option: "job name",
+                problem,
+            })?;
+            format!("{HISTORY_PREFIX}{job}/")
         }
-        records.sort_by(|a, b| (a.started_at, &a.job).cmp(&(b.started_at, &b.job)));
-        Ok(records)
+        None => HISTORY_PREFIX.to_owned(),
+    };
+    let mut records = Vec::new();
+    for object in store.list(&prefix).await? {
+        match run_record(store, &object.key).await? {
+            Some(r) => records.push(r),
+            None => tracing::warn!(key = %object.key, "unreadable run record"),
+        }
     }
+    records.sort_by(|a, b| (a.started_at, &a.job).cmp(&(b.started_at, &b.job)));
+    Ok(records)
+}
 
-    /// One run record by its store key (under [`HISTORY_PREFIX`]);
-    /// `None` when the object is not a run record.
-    pub async fn run_record(&self, key: &str) -> Result<Option<RunRecord>> {
-        let bytes = self.store().get_bytes(key, MAX_RECORD).await?;
-        Ok(serde_json::from_slice::<RunRecord>(&bytes).ok())
+/// One run record by its store key (under [`HISTORY_PREFIX`]); `None` when
+/// the object is not a run record.
+pub(crate) async fn run_record(store: &dyn Store, key: &str) -> Result<Option<RunRecord>> {
+    let bytes = store.get_bytes(key, MAX_RECORD).await?;
+    Ok(serde_json::from_slice::<RunRecord>(&bytes).ok())
+}
+
+/// Job names become backup names, history keys and store keys: 1-64 ASCII
+/// letters, digits, `-`, `_` and `.`, not starting with `.`.
+///
+/// # Errors
+///
+/// When `name` is not such a name; the message quotes it.
+pub fn check_job_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "job name `{}` must be 1-64 letters, digits, `-`, `_` or `.`",
+            name.escape_debug()
+        ))
     }
 }

@@ -45,7 +45,7 @@ fn search_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
 
 /// One installed tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tool {
+pub struct Tool {
     /// Its path.
     pub path: PathBuf,
     /// As it reports itself, e.g. `15.18`.
@@ -56,7 +56,7 @@ pub(crate) struct Tool {
 
 impl Tool {
     /// `pg_dump 15.18`.
-    pub(crate) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let name = self
             .path
             .file_name()
@@ -68,7 +68,7 @@ impl Tool {
 
 /// Every `name` in the search directories that answers `--version`, in
 /// search order, without duplicates.
-pub(crate) fn installed(name: &str, explicit: Option<&Path>) -> Vec<Tool> {
+pub fn installed(name: &str, explicit: Option<&Path>) -> Vec<Tool> {
     let mut out: Vec<Tool> = Vec::new();
     let mut seen = Vec::new();
     for dir in search_dirs(explicit) {
@@ -117,21 +117,22 @@ pub fn parse_version(text: &str) -> Option<(String, u32)> {
 }
 
 /// The oldest of `tools` whose major version is at least `min_major`.
-pub(crate) fn choose(tools: &[Tool], min_major: u32) -> Option<&Tool> {
+pub fn choose(tools: &[Tool], min_major: u32) -> Option<&Tool> {
     tools
         .iter()
         .filter(|t| t.major >= min_major)
         .min_by_key(|t| t.major)
 }
 
-/// Finds `name` with major version >= `min_major`, or explains what was
-/// found and what is needed. `why` says what sets the minimum.
-pub(crate) fn find(
-    name: &str,
-    min_major: u32,
-    why: &str,
-    explicit: Option<&Path>,
-) -> Result<Tool, String> {
+/// Finds `name` with major version >= `min_major` in `explicit` (only
+/// there, when given) or the usual places. `why` says what sets the
+/// minimum.
+///
+/// # Errors
+///
+/// [`Error::ToolMissing`](crate::Error::ToolMissing), saying what was
+/// found instead and what to install.
+pub fn find(name: &str, min_major: u32, why: &str, explicit: Option<&Path>) -> crate::Result<Tool> {
     let all = installed(name, explicit);
     if let Some(tool) = choose(&all, min_major) {
         return Ok(tool.clone());
@@ -150,11 +151,12 @@ pub(crate) fn find(
             .collect();
         format!("found only {}", list.join(", "))
     };
-    Err(format!(
-        "{name} {min_major} or newer is needed ({why}), but {found}; install the PostgreSQL \
-         {min_major} client tools (Debian: postgresql-client-{min_major}) or point --pg-bin at \
-         their directory"
-    ))
+    Err(crate::Error::ToolMissing {
+        tool: name.to_owned(),
+        min_major,
+        why: why.to_owned(),
+        found,
+    })
 }
 
 #[cfg(test)]
@@ -206,7 +208,9 @@ mod tests {
     #[test]
     fn a_missing_version_is_explained() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let e = find("pg_dump", 15, "the server runs 15.2", Some(dir.path())).expect_err("none");
+        let e = find("pg_dump", 15, "the server runs 15.2", Some(dir.path()))
+            .expect_err("none")
+            .to_string();
         assert!(e.contains("pg_dump 15 or newer is needed"), "{e}");
         assert!(e.contains("no working pg_dump"), "{e}");
         assert!(e.contains("postgresql-client-15"), "{e}");

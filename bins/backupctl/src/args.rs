@@ -12,6 +12,10 @@ use clap::{Args, Parser, Subcommand};
 /// zstd stream, so stock tools restore it too:
 /// `age -d -i IDENTITY data/ID.tar.zst.age | zstd -d | tar -x`.
 ///
+/// Durations are written 90s, 5min, 1h30m or 7d; sizes 16MiB, 512m or a
+/// byte count; logs go to standard error (-v, -q, --log-format json,
+/// SHIPSHAPE_LOG), results to standard output (--json for scripts).
+///
 /// Exit status: 0 on success, 1 when the operation failed, 2 on a usage error.
 #[derive(Debug, Parser)]
 #[command(name = "backupctl", version, max_term_width = 100)]
@@ -20,13 +24,9 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Show more detail on standard error (repeat for debug output).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Print nothing but results and errors (no progress bars, no summaries).
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
+    /// Logging.
+    #[command(flatten)]
+    pub log: cli::LogArgs,
 }
 
 /// The subcommands.
@@ -47,6 +47,9 @@ pub enum Command {
     /// Back up a file, a directory, standard input (`-`), a PostgreSQL
     /// database (a postgres:// URL), a Docker volume (docker-volume:NAME)
     /// or a command's output.
+    ///
+    /// SOURCE is written as a job's `source` is in the jobs config, and as
+    /// the C ABI takes it.
     ///
     /// Prints the new backup's id (with --json, its manifest). Without
     /// --recipient, --recipients-file or a passphrase option, the backup is
@@ -171,9 +174,9 @@ pub enum Command {
     ///   backupctl gc --repo s3://backups/db1 --older-than 2h --apply
     #[command(verbatim_doc_comment)]
     Gc {
-        /// Only leftovers at least this old (s, m, h or d), so backups
-        /// running right now are never touched.
-        #[arg(long, value_name = "AGE", default_value = "24h", value_parser = parse_age)]
+        /// Only leftovers at least this old (e.g. 90min, 24h, 7d), so
+        /// backups running right now are never touched.
+        #[arg(long, value_name = "AGE", default_value = "24h", value_parser = cli::parse_duration)]
         older_than: std::time::Duration,
         /// Remove them (the default is a dry run that only reports).
         #[arg(long)]
@@ -397,7 +400,7 @@ pub struct RepoArgs {
     /// S3: size of each multipart part. Memory for an upload is at most
     /// part size x (concurrency + 1). At least 5MiB; up to 10,000 parts
     /// per object, so 16MiB parts allow objects up to 156GiB.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = cli::parse_size)]
     pub s3_part_size: u64,
 
     /// S3: parts uploaded (and ranges downloaded) at the same time.
@@ -408,43 +411,6 @@ pub struct RepoArgs {
     /// a custom endpoint, where path-style (ENDPOINT/BUCKET) is the default.
     #[arg(long)]
     pub s3_virtual_hosted: bool,
-}
-
-/// `16MiB` -> (16, "MiB"): leading digits and the (trimmed) rest.
-fn number_and_unit(s: &str) -> Option<(u64, &str)> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    Some((digits.parse().ok()?, unit.trim()))
-}
-
-/// Parses ages such as `30s`, `15m`, `24h`, `7d` or `0`.
-pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
-    let (n, unit) = number_and_unit(s)
-        .ok_or_else(|| format!("`{s}` is not an age (examples: 30m, 24h, 7d)"))?;
-    let secs = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => return Err(format!("unknown unit `{other}` (use s, m, h or d)")),
-    };
-    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
-}
-
-/// Parses sizes such as `16MiB`, `512KiB`, `8M` or a number of bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let (n, unit) = number_and_unit(s)
-        .ok_or_else(|| format!("`{s}` is not a size (examples: 16MiB, 512KiB, 1048576)"))?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" | "kb" => 10,
-        "m" | "mib" | "mb" => 20,
-        "g" | "gib" | "gb" => 30,
-        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// Which backup.
@@ -499,8 +465,9 @@ pub struct PgRestoreArgs {
 /// `backupctl backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// The file or directory to back up, or `-` for standard input.
-    #[arg(value_name = "PATH|-", required_unless_present = "command")]
+    /// What to back up: a file or directory, `-` for standard input, a
+    /// postgres:// URL, or docker-volume:NAME.
+    #[arg(value_name = "SOURCE", required_unless_present = "command")]
     pub path: Option<PathBuf>,
 
     /// Back up this command's standard output instead (after `--`). The
@@ -512,9 +479,10 @@ pub struct BackupArgs {
     #[arg(short = 'R', long = "recipient", value_name = "age1...")]
     pub recipients: Vec<String>,
 
-    /// Encrypt to the public keys listed in FILE, one per line.
+    /// Encrypt to the public keys listed in FILE, one per line (`#`
+    /// comments), as `age -R` reads them (repeatable).
     #[arg(long, value_name = "FILE")]
-    pub recipients_file: Option<PathBuf>,
+    pub recipients_file: Vec<PathBuf>,
 
     /// Encrypt to the public key of this identity file.
     #[arg(short, long, value_name = "FILE")]
@@ -593,26 +561,4 @@ pub struct BackupArgs {
     /// Where the repository is.
     #[command(flatten)]
     pub repo: RepoArgs,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_ages_parse() {
-        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_size(" 512 KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("2g"), Ok(2 << 30));
-        assert!(parse_size("MiB").is_err());
-        assert!(parse_size("5 parsecs").is_err());
-        assert!(parse_size("99999999999GiB").is_err());
-        assert_eq!(parse_age("0"), Ok(std::time::Duration::ZERO));
-        assert_eq!(parse_age("90s").map(|d| d.as_secs()), Ok(90));
-        assert_eq!(parse_age("24h").map(|d| d.as_secs()), Ok(86_400));
-        assert_eq!(parse_age("7d").map(|d| d.as_secs()), Ok(604_800));
-        assert!(parse_age("1w").is_err());
-        assert!(parse_age("").is_err());
-    }
 }

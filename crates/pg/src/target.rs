@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use tokio_postgres::config::{Config, Host};
 
-use super::pgpass;
-use super::tls::{self, SslMode};
-use crate::error::{Error, Result};
+use settings::{ExposeSecret, SecretString};
+
+use crate::tls::{self, SslMode};
+use crate::{Error, Result, describe, pgpass};
 
 /// How long to wait for a server before giving up, when neither the URL nor
 /// `PGCONNECT_TIMEOUT` says (libpq waits forever; a backup job should not).
@@ -45,7 +46,7 @@ const LIBPQ_ONLY: [(&str, &str); 5] = [
 /// `Debug` and `Display` forms never show the password.
 ///
 /// ```
-/// # use backup_core::postgres::PgTarget;
+/// # use pg::PgTarget;
 /// let target = PgTarget::parse("postgres://app:secret@127.0.0.1:5432/orders").unwrap();
 /// assert_eq!(target.database(), "orders");
 /// assert_eq!(target.to_string(), "postgres://app@127.0.0.1:5432/orders");
@@ -94,13 +95,22 @@ impl FromStr for PgTarget {
 impl PgTarget {
     /// Parses a `postgres://` or `postgresql://` URL, completing it from
     /// the environment of this process.
+    ///
+    /// # Errors
+    ///
+    /// When it is not such a URL, or it (or a `PG*` variable) holds a value
+    /// that cannot be used; the message never shows the password.
     pub fn parse(url: &str) -> Result<Self> {
         Self::parse_with(url, &|name| std::env::var(name).ok())
     }
 
     /// [`parse`](Self::parse) with the environment given as a function.
+    ///
+    /// # Errors
+    ///
+    /// As [`parse`](Self::parse).
     pub fn parse_with(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let bad = |problem: String| Error::Config(format!("PostgreSQL URL: {problem}"));
+        let bad = |problem: String| Error::Url { problem };
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(bad(
                 "expected postgres://USER@HOST:PORT/DATABASE (libpq's URL form)".into(),
@@ -250,6 +260,14 @@ impl PgTarget {
         other
     }
 
+    /// Logs in with `password`, whatever the URL, `PGPASSWORD` or the
+    /// password file say (a config's `password_env` / `password_file`).
+    #[must_use]
+    pub fn with_password(mut self, password: &SecretString) -> PgTarget {
+        self.password = Some(password.expose_secret().to_owned());
+        self
+    }
+
     /// The password to use for the current database, if any.
     fn password(&self) -> Option<String> {
         if let Some(p) = &self.password {
@@ -266,6 +284,11 @@ impl PgTarget {
 
     /// Connects with tokio-postgres; the connection runs on a spawned task
     /// that ends when the returned client is dropped.
+    ///
+    /// # Errors
+    ///
+    /// When TLS cannot be set up as `sslmode` asks, or the server cannot
+    /// be reached or refuses the login.
     pub async fn connect(&self) -> Result<tokio_postgres::Client> {
         let mut config = self.config.clone();
         if let Some(p) = self.password() {
@@ -286,8 +309,9 @@ impl PgTarget {
     }
 
     /// The environment for a client tool (`pg_dump`, `pg_restore`, `psql`)
-    /// that should reach this database the same way.
-    pub(crate) fn tool_env(&self) -> Vec<(OsString, OsString)> {
+    /// that should reach this database the same way (the password, if
+    /// any, in `PGPASSWORD`: never on a command line).
+    pub fn tool_env(&self) -> Vec<(OsString, OsString)> {
         let ports = self.config.get_ports();
         let hosts: Vec<String> = self
             .config
@@ -333,8 +357,8 @@ impl PgTarget {
     }
 
     /// An error about this database.
-    pub(crate) fn error(&self, problem: impl Into<String>) -> Error {
-        Error::Postgres {
+    pub fn error(&self, problem: impl Into<String>) -> Error {
+        Error::Server {
             target: self.to_string(),
             problem: problem.into(),
         }
@@ -439,37 +463,6 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
 }
 
-/// A tokio-postgres error as one line: the server's message (with its
-/// detail and hint) or the client-side cause.
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut out = db.message().to_owned();
-        if let Some(d) = db.detail() {
-            out.push_str(&format!(" ({d})"));
-        }
-        if let Some(h) = db.hint() {
-            out.push_str(&format!("; hint: {h}"));
-        }
-        return out;
-    }
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// Quotes an SQL identifier: `a"b` -> `"a""b"`.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,11 +551,5 @@ mod tests {
         }
         let e = parse("postgres://u@h/d", &[("PGPORT", "x")]).expect_err("port");
         assert!(e.to_string().contains("PGPORT"), "{e}");
-    }
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("plain"), "\"plain\"");
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
     }
 }

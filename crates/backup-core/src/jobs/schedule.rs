@@ -14,7 +14,7 @@
 //!   again at 01:30 CST).
 //!
 //! ```
-//! use backup_core::schedule::Schedule;
+//! use backup_core::jobs::schedule::Schedule;
 //! let s = Schedule::parse("0 3 * * *", "America/Chicago").unwrap();
 //! let after = "2027-03-13T00:00:00Z".parse().unwrap();
 //! let next: Vec<String> = s.upcoming(after).take(2).map(|t| t.to_rfc3339()).collect();
@@ -43,6 +43,11 @@ pub struct Schedule {
 impl Schedule {
     /// Parses `expression` (5 fields or an `@daily`-style shortcut) for the
     /// IANA time zone `zone` (e.g. `America/Chicago`, `UTC`).
+    ///
+    /// # Errors
+    ///
+    /// When the expression or the zone does not parse, or the expression
+    /// is `@reboot`; the message says which.
     pub fn parse(expression: &str, zone: &str) -> Result<Self, String> {
         let zone = parse_zone(zone)?;
         let trimmed = expression.trim();
@@ -175,6 +180,10 @@ impl fmt::Display for Schedule {
 }
 
 /// Parses an IANA time zone name.
+///
+/// # Errors
+///
+/// When it is not one; the message gives examples.
 pub fn parse_zone(zone: &str) -> Result<Tz, String> {
     zone.parse::<Tz>().map_err(|_| {
         format!(

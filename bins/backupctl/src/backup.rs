@@ -1,0 +1,134 @@
+//! `backup` and `import`.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use backup_core::{
+    BackupOptions, BackupRef, Manifest, PipelineOptions, Progress, Source, SourceSpec,
+};
+
+use crate::args::{BackupArgs, DecryptArgs, RepoArgs};
+use crate::progress::Bar;
+use crate::{keys, output, repository, usage};
+
+/// The source the arguments name: SOURCE (a path, `-`, a postgres:// URL,
+/// docker-volume:NAME) or `-- COMMAND`, with the flags that refine it.
+fn source_spec(args: &BackupArgs) -> Result<SourceSpec> {
+    let mut spec = match (&args.path, args.command.split_first()) {
+        (None, Some((program, rest))) => SourceSpec::command(program, rest.iter().cloned()),
+        (Some(arg), None) => match arg.to_str() {
+            Some(text) => text
+                .parse()
+                .map_err(|e: backup_core::Error| usage(e.to_string()))?,
+            // Not UTF-8: only a path can be.
+            None => SourceSpec::Path(arg.clone()),
+        },
+        _ => {
+            return Err(usage(
+                "give either SOURCE (or `-`) or `-- COMMAND`, not both",
+            ));
+        }
+    };
+    match spec.volume_mut() {
+        Some(v) => v.stop_label.clone_from(&args.stop_label),
+        None if args.stop_label.is_some() => {
+            return Err(usage("--stop-label goes with docker-volume:NAME"));
+        }
+        None => {}
+    }
+    match spec.postgres_mut() {
+        Some(pg) => {
+            pg.globals = args.globals;
+            pg.row_counts = args.row_counts;
+            pg.bin_dir.clone_from(&args.pg_bin);
+        }
+        None if args.globals => return Err(usage("--globals goes with a postgres:// URL")),
+        None => {}
+    }
+    Ok(spec)
+}
+
+pub(crate) async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
+    let spec = source_spec(&args)?;
+    let source = spec.to_source()?;
+    let recipients = keys::recipients(&args)?;
+    let repo = repository(&args.repo).await?;
+    let mut pipeline = PipelineOptions::default().with_level(args.level);
+    if let Some(threads) = args.threads {
+        pipeline.workers = threads as usize;
+    }
+    if let Some(kib) = args.frame_size {
+        pipeline.frame_size = kib as usize * 1024;
+    }
+    let bar = Bar::new(quiet, "backing up");
+    // Only worth a walk of the tree when someone watches the bar.
+    if let Some(total) = bar.is_visible().then(|| source.estimate_size()).flatten() {
+        bar.set_total(total);
+    }
+    let mut opts = BackupOptions::new(recipients)
+        .with_pipeline(pipeline)
+        .with_skip_unreadable(args.skip_unreadable)
+        .with_progress(Arc::clone(&bar) as Arc<dyn Progress>);
+    if let Some(name) = &args.name {
+        opts = opts.with_name(name.clone());
+    }
+    if let Some(time) = args.time {
+        opts = opts.with_time(time.with_timezone(&chrono::Utc));
+    }
+    let index_dir = args
+        .index_dir
+        .clone()
+        .or_else(backup_core::incremental::default_index_dir);
+    let is_dir = matches!(&source, Source::Path(p) if p.is_dir());
+    if let Some(dir) = index_dir.filter(|_| is_dir) {
+        opts = opts.with_index_dir(dir);
+    }
+    if let Some(parent) = &args.parent {
+        let which = match parent.parse::<BackupRef>().map_err(usage)? {
+            BackupRef::Latest { .. } => BackupRef::Latest {
+                name: Some(args.name.clone().unwrap_or_else(|| source.default_name())),
+            },
+            id => id,
+        };
+        opts = opts.with_parent(repo.find(&which).await?);
+    }
+    let started = Instant::now();
+    let result = repo.backup(source, &opts).await;
+    bar.finish();
+    report_new_backup(&result?, args.json, quiet, started)
+}
+
+/// Prints a new backup's id (or manifest) on stdout and a summary on stderr.
+fn report_new_backup(manifest: &Manifest, json: bool, quiet: bool, started: Instant) -> Result<()> {
+    if json {
+        io::stdout().write_all(&manifest.to_json())?;
+    } else {
+        println!("{}", manifest.id);
+    }
+    if !quiet {
+        eprintln!("{}", output::backup_summary(manifest, started.elapsed()));
+    }
+    Ok(())
+}
+
+pub(crate) async fn import(
+    repo_args: &RepoArgs,
+    file: &Path,
+    name: Option<String>,
+    keys: &DecryptArgs,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    let repo = repository(repo_args).await?;
+    let ids = keys::decryptors(keys, "the file", false)?;
+    let bar = Bar::new(quiet, "importing");
+    let started = Instant::now();
+    let result = repo
+        .import(file, &ids, name, Arc::clone(&bar) as Arc<dyn Progress>)
+        .await;
+    bar.finish();
+    report_new_backup(&result?, json, quiet, started)
+}

@@ -1,0 +1,225 @@
+//! Making a backup: a source streamed through zstd and age into the store,
+//! then its manifest.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::incremental::Tracker;
+use crate::keys::Recipients;
+use crate::manifest::{
+    BackupId, Compression, DATA_PREFIX, Encryption, MANIFEST_FORMAT, Manifest, Payload, Tool,
+};
+use crate::pipeline::PipelineOptions;
+use crate::pipeline::encode::{Reading, encode};
+use crate::progress::{NoProgress, Progress};
+use crate::source::Source;
+use crate::store::{Store, StoreExt};
+
+/// How to make a backup.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Who can decrypt it.
+    pub recipients: Recipients,
+    /// Its name; defaults to the source's name.
+    pub name: Option<String>,
+    /// Compression and pipeline tuning.
+    pub pipeline: PipelineOptions,
+    /// Skip unreadable files in a directory with a warning instead of
+    /// failing the backup.
+    pub skip_unreadable: bool,
+    /// Receives progress.
+    pub progress: Arc<dyn Progress>,
+    /// Makes this an incremental backup of a directory on top of `parent`
+    /// (a backup of the same directory whose file index is in
+    /// [`index_dir`](Self::index_dir)).
+    pub parent: Option<Manifest>,
+    /// Where directory backups keep their file index for later
+    /// incrementals (on the backup host; never in the repository). None:
+    /// no index is kept.
+    pub index_dir: Option<std::path::PathBuf>,
+    /// The time to record as the backup's start instead of now (as restic's
+    /// `--time`), for imports, schedulers with their own clock, and tests.
+    pub time: Option<DateTime<Utc>>,
+}
+
+impl BackupOptions {
+    /// Defaults: zstd level 3 on all CPUs, fail on unreadable files.
+    pub fn new(recipients: Recipients) -> Self {
+        BackupOptions {
+            recipients,
+            name: None,
+            pipeline: PipelineOptions::default(),
+            skip_unreadable: false,
+            progress: Arc::new(NoProgress),
+            time: None,
+            parent: None,
+            index_dir: None,
+        }
+    }
+
+    /// Keeps directory backups' file indexes in `dir`, for incrementals.
+    pub fn with_index_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.index_dir = Some(dir.into());
+        self
+    }
+
+    /// Makes an incremental backup on top of `parent`.
+    pub fn with_parent(mut self, parent: Manifest) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// Records `time` as the backup's start instead of now.
+    pub fn with_time(mut self, time: DateTime<Utc>) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// Names the backup.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the zstd level (and a frame size suited to it).
+    pub fn with_level(mut self, level: i32) -> Self {
+        self.pipeline = self.pipeline.with_level(level);
+        self
+    }
+
+    /// Sets all pipeline tuning at once.
+    pub fn with_pipeline(mut self, pipeline: PipelineOptions) -> Self {
+        self.pipeline = pipeline;
+        self
+    }
+
+    /// Skip unreadable files with a warning instead of failing.
+    pub fn with_skip_unreadable(mut self, skip: bool) -> Self {
+        self.skip_unreadable = skip;
+        self
+    }
+
+    /// Report progress to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+}
+
+/// Backs up `source` into `store`; see
+/// [`Repository::backup`](crate::Repository::backup).
+pub(crate) async fn backup(
+    store: &dyn Store,
+    source: Source,
+    opts: &BackupOptions,
+) -> Result<Manifest> {
+    let name = match &opts.name {
+        Some(name) => name.clone(),
+        None => source.default_name(),
+    };
+    check_name(&name)?;
+    let payload = source.payload()?;
+    let clock = std::time::Instant::now();
+    let started_at = opts.time.unwrap_or_else(Utc::now);
+    let id = BackupId::generate(started_at);
+    let object = match payload {
+        Payload::Tar => format!("{DATA_PREFIX}{id}.tar.zst.age"),
+        Payload::Raw => format!("{DATA_PREFIX}{id}.zst.age"),
+    };
+    tracing::info!(%id, %name, store = %store.describe(), "backup started");
+    let tracker = tracker(&source, opts, &id)?;
+    let encoded = encode(
+        store,
+        &object,
+        source,
+        opts.recipients.clone(),
+        &opts.pipeline,
+        Reading {
+            skip_unreadable: opts.skip_unreadable,
+            tracker: tracker.clone(),
+        },
+        Arc::clone(&opts.progress),
+    )
+    .await?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        id,
+        name,
+        source: encoded.info,
+        started_at,
+        finished_at: started_at + chrono::TimeDelta::from_std(clock.elapsed()).unwrap_or_default(),
+        payload,
+        object,
+        sizes: encoded.measured.sizes,
+        sha256: encoded.measured.digests,
+        compression: Compression {
+            algorithm: "zstd".into(),
+            level: opts.pipeline.level,
+        },
+        encryption: Encryption {
+            algorithm: "age".into(),
+            recipients: opts.recipients.public_keys(),
+            passphrase: opts.recipients.is_passphrase(),
+        },
+        tool: Tool::current(),
+        warnings: encoded.warnings,
+        parent: opts.parent.as_ref().map(|p| p.id.clone()),
+    };
+    if let Some(tracker) = tracker {
+        tracker.commit()?;
+    }
+    store
+        .put_bytes(&manifest.id.manifest_key(), Bytes::from(manifest.to_json()))
+        .await?;
+    tracing::info!(id = %manifest.id, stored = manifest.sizes.stored, "backup complete");
+    Ok(manifest)
+}
+
+/// The file index tracker for a directory backup that keeps an index or
+/// builds on a parent.
+fn tracker(source: &Source, opts: &BackupOptions, id: &BackupId) -> Result<Option<Arc<Tracker>>> {
+    let dir = match source {
+        Source::Path(p) if p.is_dir() => p,
+        _ => {
+            return match &opts.parent {
+                Some(_) => Err(Error::Incremental {
+                    problem: "incremental backups are of directories".into(),
+                }),
+                None => Ok(None),
+            };
+        }
+    };
+    let (parent, index_dir) = match (&opts.parent, &opts.index_dir) {
+        (None, None) => return Ok(None),
+        (None, Some(index_dir)) => (None, index_dir),
+        (Some(_), None) => {
+            return Err(Error::Incremental {
+                problem: "it needs the index directory its parent's file index is in".into(),
+            });
+        }
+        (Some(parent), Some(index_dir)) => {
+            crate::incremental::check_parent(parent, dir)?;
+            let index = crate::incremental::load(index_dir, &parent.id)?;
+            (Some(index), index_dir)
+        }
+    };
+    let tracker = Tracker::new(parent, index_dir, id)?;
+    Ok(Some(Arc::new(tracker)))
+}
+
+/// Backup names: 1-200 characters without control characters.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(Error::InvalidOption {
+            option: "backup name",
+            problem: format!(
+                "`{}` must be 1-200 characters without control characters",
+                name.escape_debug()
+            ),
+        });
+    }
+    Ok(())
+}
