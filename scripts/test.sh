@@ -26,6 +26,19 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "crate shape"
+# metrics-core's PostgreSQL collector reaches the server through the pg
+# crate, not through backup-core: none of the backup pipeline comes along.
+pipeline=$(cargo tree -p metrics-core -e normal --features postgres --locked --prefix none |
+  grep -E '^(backup-core|age|zstd|tar) v' || true)
+if [[ -n $pipeline ]]; then
+  echo "metrics-core --features postgres pulls in the backup pipeline:" >&2
+  echo "$pipeline" >&2
+  exit 1
+fi
+# No module imports from a module that imports from it.
+scripts/module-cycles.py crates/*/src bins/*/src
+
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 

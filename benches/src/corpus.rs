@@ -129,6 +129,10 @@ impl Exact<'_> {
 }
 
 /// A PostgreSQL plain-format dump: DDL plus `COPY` blocks of orders.
+///
+/// # Errors
+///
+/// When writing to `out` fails.
 pub fn sql_dump(rng: &mut Rng, out: &mut dyn Write, n: u64) -> io::Result<()> {
     let mut w = Exact { out, left: n };
     let mut line = String::with_capacity(256);
@@ -174,6 +178,10 @@ pub fn sql_dump(rng: &mut Rng, out: &mut dyn Write, n: u64) -> io::Result<()> {
 }
 
 /// Combined-format access log lines with increasing timestamps.
+///
+/// # Errors
+///
+/// When writing to `out` fails.
 pub fn access_log(rng: &mut Rng, out: &mut dyn Write, n: u64) -> io::Result<()> {
     let mut w = Exact { out, left: n };
     let mut line = String::with_capacity(256);
@@ -202,6 +210,10 @@ pub fn access_log(rng: &mut Rng, out: &mut dyn Write, n: u64) -> io::Result<()> 
 }
 
 /// Source-code-like text.
+///
+/// # Errors
+///
+/// When writing to `out` fails.
 pub fn source(rng: &mut Rng, out: &mut dyn Write, n: u64) -> io::Result<()> {
     let mut w = Exact { out, left: n };
     let mut line = String::with_capacity(128);
@@ -226,6 +238,10 @@ pub fn source(rng: &mut Rng, out: &mut dyn Write, n: u64) -> io::Result<()> {
 }
 
 /// Incompressible bytes, like already-compressed media.
+///
+/// # Errors
+///
+/// When writing to `out` fails.
 pub fn random(rng: &mut Rng, out: &mut dyn Write, n: u64) -> io::Result<()> {
     let mut w = Exact { out, left: n };
     let mut buf = vec![0u8; 64 << 10];

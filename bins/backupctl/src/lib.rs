@@ -194,7 +194,7 @@ async fn gc(repo_args: &RepoArgs, older_than: Duration, apply: bool, json: bool)
     let repo = repository(repo_args).await?;
     let report = repo.gc(older_than, apply).await?;
     if json {
-        println!("{}", output::gc_json(&report));
+        cli::print_json(&output::gc_json(&report))?;
     } else {
         print!("{}", output::gc_text(&report, older_than));
     }

@@ -165,7 +165,7 @@ pub(crate) async fn verify(
     bar.finish();
     if json {
         let value = output::verify_json(&manifest, &result, started.elapsed());
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        cli::print_json(&value)?;
     }
     let report = result.map_err(|e| anyhow!(e))?;
     if !json {
@@ -212,7 +212,7 @@ pub(crate) async fn drill(
     bar.finish();
     let report = result?;
     if json {
-        println!("{}", output::drill_json(&report, started.elapsed()));
+        cli::print_json(&output::drill_json(&report, started.elapsed()))?;
     } else {
         print!("{}", output::drill_text(&report, started.elapsed()));
     }

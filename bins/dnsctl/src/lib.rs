@@ -221,6 +221,14 @@ fn print_plan(plan: &Plan) {
     }
 }
 
+/// The flag that fixes an error, for the errors a flag can fix.
+pub fn hint(e: &anyhow::Error) -> Option<String> {
+    match e.chain().find_map(|c| c.downcast_ref::<Error>())? {
+        Error::NeedsForce(_) => Some("pass --force to apply it anyway".into()),
+        _ => None,
+    }
+}
+
 /// Runs the command; its exit status.
 ///
 /// # Errors

@@ -7,5 +7,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = dnsctl::Cli::parse();
     let log = cli.log.clone();
-    cli::Main::new().run(&log, dnsctl::run(cli))
+    cli::Main::new()
+        .hints(dnsctl::hint)
+        .run(&log, dnsctl::run(cli))
 }

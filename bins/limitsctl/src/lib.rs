@@ -15,6 +15,19 @@ pub enum Source<'a> {
     Compose(&'a Path),
 }
 
+/// The flag that fixes an error, for the errors a flag can fix.
+pub fn hint(e: &anyhow::Error) -> Option<String> {
+    match e
+        .chain()
+        .find_map(|c| c.downcast_ref::<limits::containers::Error>())?
+    {
+        limits::containers::Error::BelowUsage { .. } => {
+            Some("pass --force to apply it anyway".into())
+        }
+        _ => None,
+    }
+}
+
 /// Reads the rules.
 ///
 /// # Errors

@@ -78,7 +78,7 @@ impl Common {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log.clone();
-    cli::Main::new().run(&log, run(cli))
+    cli::Main::new().hints(limitsctl::hint).run(&log, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

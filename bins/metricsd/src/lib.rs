@@ -75,6 +75,10 @@ fn default_rate() -> Policy {
 }
 
 /// Reads a configuration file: the `[server]` table and the rest.
+///
+/// # Errors
+///
+/// When the file cannot be read, or as [`parse`].
 pub fn load(path: &Path) -> Result<(ServerConfig, Config)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -82,6 +86,11 @@ pub fn load(path: &Path) -> Result<(ServerConfig, Config)> {
 }
 
 /// Parses a configuration: the `[server]` table and the rest.
+///
+/// # Errors
+///
+/// When the TOML does not parse, or a table or value is wrong (the
+/// message names the table and line).
 pub fn parse(text: &str) -> Result<(ServerConfig, Config)> {
     let mut table: toml::Table = toml::from_str(text)?;
     let server = match table.remove("server") {
@@ -103,6 +112,11 @@ pub struct AppState {
 
 impl AppState {
     /// The state for `config`: collectors built and secrets read.
+    ///
+    /// # Errors
+    ///
+    /// When the token, a password or a webhook cannot be read, or a
+    /// collector cannot be built.
     pub fn new(server: &ServerConfig, config: &Config) -> Result<Self> {
         let secret = Secret::pick("token", server.token_env.clone(), server.token_file.clone())
             .map_err(|e| anyhow::anyhow!("[server]: {e}"))?;
@@ -148,6 +162,11 @@ impl AppState {
 }
 
 /// The routes, rate-limited.
+///
+/// # Errors
+///
+/// When `trusted_proxies` holds something that is not an address or a
+/// CIDR block.
 pub fn router(state: AppState, server: &ServerConfig) -> Result<Router> {
     let proxies = TrustedProxies::parse(&server.trusted_proxies).context("[server]")?;
     let limiter = Arc::new(RateLimiter::new(server.rate_limit.clone()));
@@ -223,6 +242,10 @@ pub async fn alert_loop(state: AppState, webhooks: Webhooks, interval: std::time
 }
 
 /// Serves until `shutdown` completes.
+///
+/// # Errors
+///
+/// When the server fails.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -316,4 +339,22 @@ pub async fn check(config: &Config) -> Result<CheckReport> {
         collectors,
         down,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_rate_limit_window_takes_humantimes_grammar() {
+        let (server, _) =
+            parse("[server]\nrate_limit = { limit = 10, window = '1h30m' }\n").expect("parses");
+        assert_eq!(
+            server.rate_limit.window,
+            std::time::Duration::from_secs(5400)
+        );
+        let e = parse("[server]\nrate_limit = { limit = 10, window = '90' }\n")
+            .expect_err("a bare number");
+        assert!(format!("{e:#}").contains("1h30m"), "{e:#}");
+    }
 }

@@ -399,6 +399,11 @@ pub struct Manifest {
 
 impl Manifest {
     /// Parses and checks a manifest. Errors describe the problem in one line.
+    ///
+    /// # Errors
+    ///
+    /// When the bytes are not a manifest of this format, or its fields
+    /// contradict each other.
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         m.check()?;

@@ -37,6 +37,10 @@ impl Sink for Counter {
 
 /// Reads a file or directory tree the way a backup does (a directory as a
 /// tar stream) and returns the number of plaintext bytes produced.
+///
+/// # Errors
+///
+/// When the path cannot be read.
 pub fn read_source(path: &Path) -> Result<u64> {
     let mut counter = Counter(0);
     let warn = |_: String| {};
@@ -51,6 +55,10 @@ pub fn read_source(path: &Path) -> Result<u64> {
 
 /// Compresses `data` into independent zstd frames on `opts.workers`
 /// threads, as a backup does.
+///
+/// # Errors
+///
+/// [`Error::InvalidOption`] when `opts` is out of range.
 pub fn compress(data: &[u8], opts: &PipelineOptions) -> Result<Vec<u8>> {
     opts.check()?;
     let (writer, mut reader) = frames::start(opts.level, opts.workers, opts.frame_size, 2)?;
@@ -76,11 +84,19 @@ pub fn compress(data: &[u8], opts: &PipelineOptions) -> Result<Vec<u8>> {
 }
 
 /// Decompresses a zstd stream (any number of frames).
+///
+/// # Errors
+///
+/// When `data` is not a zstd stream.
 pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
     zstd::stream::decode_all(data).map_err(|e| Error::Interrupted(format!("zstd: {e}")))
 }
 
 /// Encrypts `data` as an age file.
+///
+/// # Errors
+///
+/// When encryption cannot be set up.
 pub fn encrypt(data: &[u8], recipients: &Recipients) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 4096 + 1024);
     let mut w = crate::pipeline::seal::Sealer::new(recipients, &mut out)?;
@@ -90,6 +106,11 @@ pub fn encrypt(data: &[u8], recipients: &Recipients) -> Result<Vec<u8>> {
 }
 
 /// Decrypts an age file.
+///
+/// # Errors
+///
+/// [`Error::WrongKey`] or [`Error::Corrupt`] when the identities do not
+/// open it or it is damaged.
 pub fn decrypt(data: &[u8], identities: &Identities) -> Result<Vec<u8>> {
     let ids = identities.age_identities();
     let d = age::Decryptor::new_buffered(data).map_err(|e| Error::Interrupted(e.to_string()))?;

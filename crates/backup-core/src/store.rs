@@ -209,6 +209,10 @@ pub async fn open_with(location: &str, s3: S3Options) -> Result<Arc<dyn Store>> 
 
 /// Checks that `key` is a relative, `/`-separated key every backend can hold:
 /// non-empty segments, no `.` or `..`, no NUL or backslash, at most 1024 bytes.
+///
+/// # Errors
+///
+/// [`Error::InvalidKey`] saying what is wrong with it.
 pub fn validate_key(key: &str) -> Result<()> {
     let reason = if key.is_empty() {
         Some("empty key")

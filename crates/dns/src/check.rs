@@ -111,6 +111,10 @@ impl Report {
 }
 
 /// The resolvers `/etc/resolv.conf` names (port 53).
+///
+/// # Errors
+///
+/// When `/etc/resolv.conf` cannot be read or names no resolver.
 pub fn system_resolvers() -> Result<Vec<SocketAddr>, Error> {
     let text = std::fs::read("/etc/resolv.conf")
         .map_err(|e| Error::Invalid(format!("cannot read /etc/resolv.conf: {e}")))?;
@@ -130,6 +134,12 @@ pub fn system_resolvers() -> Result<Vec<SocketAddr>, Error> {
 }
 
 /// Runs a check against every server at once.
+///
+/// # Errors
+///
+/// When the check cannot run: no resolver, or the authoritative servers
+/// cannot be found. A server that disagrees is in the report, not an
+/// error.
 pub async fn check(check: &Check, servers: &Servers) -> Result<Report, Error> {
     check_all(check, std::slice::from_ref(servers)).await
 }
@@ -137,6 +147,10 @@ pub async fn check(check: &Check, servers: &Servers) -> Result<Report, Error> {
 /// Runs a check against several groups of servers at once — a
 /// propagation check: the zone's authoritative servers and the resolvers
 /// users ask, in one report.
+///
+/// # Errors
+///
+/// As [`check`].
 pub async fn check_all(check: &Check, groups: &[Servers]) -> Result<Report, Error> {
     let started = Instant::now();
     let name = absolute(&check.name)?;
@@ -205,6 +219,10 @@ pub async fn check_all(check: &Check, groups: &[Servers]) -> Result<Report, Erro
 /// The zone's authoritative servers for `name`: the NS records of the
 /// closest enclosing name that has them, each NS name's A and AAAA
 /// addresses, all found through `via`; `(ns name, address:port)` pairs.
+///
+/// # Errors
+///
+/// When no enclosing name has NS records that resolve.
 pub async fn authoritative_servers(
     name: &str,
     via: &[SocketAddr],

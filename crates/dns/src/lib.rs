@@ -71,8 +71,8 @@ pub enum Error {
     /// between the plan and the apply.
     #[error("{0}")]
     Conflict(String),
-    /// The plan needs `--force`.
-    #[error("refusing without --force: {0}")]
+    /// The plan deletes or overwrites more than it may without force.
+    #[error("refusing to apply without force: {0}")]
     NeedsForce(String),
     /// A change failed while applying.
     #[error("{change}: {source}")]

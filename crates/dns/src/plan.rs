@@ -280,6 +280,11 @@ fn same(current: &RecordSet, desired: &RecordSet) -> bool {
 
 /// Applies a plan through a provider: changes, then markers. Refuses a
 /// plan that needs `force` without it, before changing anything.
+///
+/// # Errors
+///
+/// [`Error::NeedsForce`] for a plan that needs force without it;
+/// [`Error::Apply`] naming the change that failed.
 pub async fn apply(provider: &dyn DnsProvider, plan: &Plan, force: bool) -> Result<(), Error> {
     if !force && !plan.needs_force.is_empty() {
         return Err(Error::NeedsForce(plan.needs_force.join("; ")));
@@ -315,6 +320,11 @@ pub struct Verification {
 /// Asks the authoritative servers (`servers`) about every record set the
 /// plan changed, every `interval`, until all answer the new values or
 /// `timeout` passes.
+///
+/// # Errors
+///
+/// When the servers cannot be found; servers that do not answer in time
+/// are in the report.
 pub async fn verify(
     plan: &Plan,
     servers: &Servers,

@@ -159,6 +159,11 @@ impl RecordSet {
 /// A name made absolute: `@` is the zone itself, a name with a trailing
 /// dot is taken as it is, anything else is relative to the zone. Lower
 /// case, with the trailing dot. The result must lie inside the zone.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] when the name is not a domain name or lies outside
+/// the zone.
 pub fn qualify(name: &str, zone: &str) -> Result<String, Error> {
     let zone = absolute(zone)?;
     let name = name.trim();
@@ -178,6 +183,10 @@ pub fn qualify(name: &str, zone: &str) -> Result<String, Error> {
 }
 
 /// A domain name checked, lower-cased, with its trailing dot.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] when it is not a domain name.
 pub fn absolute(name: &str) -> Result<String, Error> {
     let trimmed = name.trim().trim_end_matches('.');
     if trimmed.is_empty() {
@@ -206,6 +215,11 @@ pub fn in_zone(name: &str, zone: &str) -> bool {
 /// `origin`: names in the value without a trailing dot are relative to it
 /// (a records file); `None` means they are already absolute (an API that
 /// leaves the dot off, as Cloudflare does).
+///
+/// # Errors
+///
+/// [`Error::Invalid`] when the value does not parse as `rtype`'s, or does
+/// not read back as itself.
 pub fn canonical_value(
     rtype: RecordType,
     text: &str,

@@ -78,6 +78,10 @@ struct RawRecord {
 
 impl RecordsFile {
     /// Reads and checks a records file.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read, or as [`parse`](Self::parse).
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
@@ -85,6 +89,11 @@ impl RecordsFile {
     }
 
     /// Parses and checks the text of a records file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for TOML that does not parse, and for names,
+    /// values or settings that are wrong.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let raw: RawFile = toml::from_str(text).map_err(|e| Error::Invalid(e.to_string()))?;
         let zone = absolute(&raw.zone)?;

@@ -98,6 +98,10 @@ impl Answer {
 
 /// A query for `name` (absolute) and `rtype` with this id, ready to send;
 /// `recurse` asks a resolver to resolve it (off for authoritative servers).
+///
+/// # Errors
+///
+/// When `name` is not a domain name.
 pub fn query(name: &str, rtype: RecordType, id: u16, recurse: bool) -> Result<Vec<u8>, Error> {
     let name = parse_name(name)?;
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
@@ -118,6 +122,10 @@ pub(crate) fn parse_name(name: &str) -> Result<Name, Error> {
 /// what it means. Errors: the bytes are not a DNS response to that query
 /// (wrong id or question, not a response, malformed) — the caller keeps
 /// waiting for the real one, as a resolver would.
+///
+/// # Errors
+///
+/// As said above: not a response to that query.
 pub fn classify(bytes: &[u8], id: u16, name: &str, rtype: RecordType) -> Result<Answer, Error> {
     let message = Message::from_vec(bytes)
         .map_err(|e| Error::Invalid(format!("malformed DNS response: {e}")))?;

@@ -46,7 +46,7 @@ pub enum Error {
     /// A memory limit below what the container uses now.
     #[error(
         "{container}: memory limit {limit} is below its current usage {usage}; the kernel would \
-         OOM-kill it (raise the limit, or pass --force)"
+         OOM-kill it (raise the limit, or apply it with force)"
     )]
     BelowUsage {
         /// The container.

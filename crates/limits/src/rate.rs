@@ -338,6 +338,16 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn windows_take_humantimes_grammar() {
+        let p: Policy = serde_json::from_str(r#"{"limit": 100, "window": "1h30m"}"#).expect("json");
+        assert_eq!(p.window, Duration::from_secs(5400));
+        for bad in [r#""0s""#, r#""400d""#, r#""15""#] {
+            let text = format!(r#"{{"limit": 1, "window": {bad}}}"#);
+            assert!(serde_json::from_str::<Policy>(&text).is_err(), "{bad}");
+        }
+    }
+
     fn n(v: u32) -> NonZeroU32 {
         NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN)
     }

@@ -450,6 +450,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_duration_takes_humantimes_grammar() {
+        let c = Config::parse(
+            "evaluation_interval = '1h30m'\n[host]\ntimeout = '1500ms'\n\
+             [[alert]]\nname = 'A'\nmetric = 'm'\nop = '>'\nthreshold = 1.0\nfor = '5min'\n",
+        )
+        .expect("parses");
+        assert_eq!(c.evaluation_interval, Duration::from_secs(5400));
+        assert_eq!(c.host.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(c.alert[0].for_, Duration::from_secs(300));
+        let e = Config::parse("evaluation_interval = '15'\n")
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|m| m.contains("1h30m") && m.contains("line 1")));
+    }
+
+    #[test]
     fn unknown_keys_and_passwords_in_urls_are_refused() {
         let e = Config::parse("[host]\nenable = true\n")
             .err()

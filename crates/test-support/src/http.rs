@@ -94,6 +94,10 @@ fn read_message(stream: &mut impl Read) -> std::io::Result<Message> {
 }
 
 /// Sends one request (`Connection: close`) and reads the whole response.
+///
+/// # Errors
+///
+/// When the connection fails.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -117,6 +121,10 @@ pub fn request(
 }
 
 /// `GET path` with extra headers.
+///
+/// # Errors
+///
+/// When the connection fails.
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Message> {
     request(addr, "GET", path, headers, b"")
 }

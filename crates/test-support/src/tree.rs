@@ -118,6 +118,10 @@ fn join(root: &Path, segments: &[Vec<u8>]) -> PathBuf {
 /// collide with earlier ones are skipped; missing parent directories are
 /// created with the entry's mtime. Directory mtimes are set last,
 /// deepest first, so creating children does not disturb them.
+///
+/// # Errors
+///
+/// When an entry cannot be created.
 pub fn build(root: &Path, spec: &[Entry]) -> io::Result<()> {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
@@ -210,6 +214,10 @@ pub enum Snap {
 
 /// Reads the tree under `root`, keyed by relative path bytes. The root
 /// itself is not included.
+///
+/// # Errors
+///
+/// When the tree cannot be read.
 pub fn snapshot(root: &Path) -> io::Result<BTreeMap<Vec<u8>, Snap>> {
     let mut out = BTreeMap::new();
     let mut inodes: BTreeMap<Vec<u8>, (u64, u64)> = BTreeMap::new();

@@ -45,41 +45,75 @@ fn describe(image: &str, volume: &str) -> String {
     ])
 }
 
+/// A volume filled with the awkward cases and a running container with a
+/// label that uses it.
+struct Labelled {
+    volume: String,
+    label: String,
+    container: String,
+    /// When the container last started.
+    started: String,
+}
+
+impl Labelled {
+    /// The backup stopped the container for the read and started it again.
+    fn assert_stopped_and_started_again(&self) {
+        let inspect = |what| DockerCleanup::docker(&["inspect", "-f", what, &self.container]);
+        assert_eq!(inspect("{{.State.Running}}"), "true", "started again");
+        assert_ne!(
+            inspect("{{.State.StartedAt}}"),
+            self.started,
+            "it was stopped for the read"
+        );
+    }
+}
+
+fn labelled(c: &mut DockerCleanup, image: &str, what: &str) -> Labelled {
+    let docker = DockerCleanup::docker;
+    let volume = c.volume(&format!("shipshape-it-{what}"));
+    docker(&["volume", "create", &volume]);
+    docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{volume}:/v"),
+        image,
+        "sh",
+        "-c",
+        FILL,
+    ]);
+    let label = format!("shipshape-it-stop-{what}={}", std::process::id());
+    let container = c.container(&format!("shipshape-it-{what}-user"));
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &container,
+        "--label",
+        &label,
+        "-v",
+        &format!("{volume}:/data"),
+        image,
+        "sleep",
+        "600",
+    ]);
+    let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &container]);
+    Labelled {
+        volume,
+        label,
+        container,
+        started,
+    }
+}
+
 #[test]
 fn a_volume_round_trips_byte_for_byte_with_labelled_containers_stopped() {
     let Some(image) = docker_image() else {
         return;
     };
-    let docker = DockerCleanup::docker;
     let mut c = DockerCleanup::default();
-    let source = c.volume("shipshape-it-vol");
-    docker(&["volume", "create", &source]);
-    docker(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{source}:/v"),
-        &image,
-        "sh",
-        "-c",
-        FILL,
-    ]);
-    let label = format!("shipshape-it-stop={}", std::process::id());
-    let db = c.container("shipshape-it-voluser");
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &db,
-        "--label",
-        &label,
-        "-v",
-        &format!("{source}:/data"),
-        &image,
-        "sleep",
-        "600",
-    ]);
-    let started_before = docker(&["inspect", "-f", "{{.State.StartedAt}}", &db]);
+    let vol = labelled(&mut c, &image, "vol");
+    let (source, label) = (vol.volume.clone(), vol.label.clone());
 
     let s = Sandbox::new();
     let repo = s.path("repo");
@@ -92,16 +126,7 @@ fn a_volume_round_trips_byte_for_byte_with_labelled_containers_stopped() {
         &label,
     ]);
     let id = id.trim();
-    assert_eq!(
-        docker(&["inspect", "-f", "{{.State.Running}}", &db]),
-        "true",
-        "started again"
-    );
-    assert_ne!(
-        docker(&["inspect", "-f", "{{.State.StartedAt}}", &db]),
-        started_before,
-        "it was stopped for the read"
-    );
+    vol.assert_stopped_and_started_again();
     let listing = s.ok([
         "list",
         "--json",
@@ -152,4 +177,72 @@ fn a_volume_round_trips_byte_for_byte_with_labelled_containers_stopped() {
         "{}",
         text(&out)
     );
+}
+
+/// The same volume source as a job's `source`, keys from a recipients
+/// file: the job stops the labelled container for the read, starts it
+/// again, and the backup restores byte for byte with the identity.
+#[test]
+fn a_job_backs_up_a_volume_to_a_recipients_file_with_labelled_containers_stopped() {
+    let Some(image) = docker_image() else {
+        return;
+    };
+    let mut c = DockerCleanup::default();
+    let vol = labelled(&mut c, &image, "jobvol");
+    let (source, label) = (vol.volume.clone(), vol.label.clone());
+
+    let s = Sandbox::new();
+    let public = s.ok([
+        "keygen",
+        "--output",
+        s.path("id.txt").to_str().unwrap_or_default(),
+    ]);
+    std::fs::write(s.path("recipients.txt"), format!("# ops\n{public}")).expect("recipients");
+    let config = s.path("backup.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repositories.main]\nlocation = \"repo\"\n\n[keys.ops]\nrecipients_file = \
+             \"recipients.txt\"\n\n[jobs.pgdata]\nsource = {{ docker_volume = \"{source}\", \
+             stop_label = \"{label}\" }}\nrepository = \"main\"\nkey = \"ops\"\nschedule = \
+             \"@daily\"\nhooks = {{ timeout = \"1h30m\" }}\n"
+        ),
+    )
+    .expect("config");
+    let record = s.ok([
+        "run",
+        "pgdata",
+        "--config",
+        config.to_str().unwrap_or_default(),
+        "--json",
+    ]);
+    let record: serde_json::Value = serde_json::from_str(&record).expect("run record");
+    assert_eq!(record["outcome"], "success", "{record}");
+    let id = record["backup"].as_str().expect("backup id").to_owned();
+    vol.assert_stopped_and_started_again();
+
+    let repo = s.path("repo");
+    let listing = s.ok([
+        "list",
+        "--json",
+        "--repo",
+        repo.to_str().unwrap_or_default(),
+    ]);
+    assert!(
+        listing.contains(&public.trim().to_owned()),
+        "encrypted to the file's key: {listing}"
+    );
+    let restored = c.volume("shipshape-it-jobvol-restored");
+    let target = format!("docker-volume:{restored}");
+    s.ok([
+        "restore",
+        &id,
+        "--repo",
+        repo.to_str().unwrap_or_default(),
+        "--identity",
+        s.path("id.txt").to_str().unwrap_or_default(),
+        "--target",
+        &target,
+    ]);
+    assert_eq!(describe(&image, &restored), describe(&image, &source));
 }

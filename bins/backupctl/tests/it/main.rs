@@ -298,6 +298,24 @@ fn stdin_and_command_sources() {
 }
 
 #[test]
+fn duration_and_size_flags_take_the_one_grammar() {
+    let sb = Sandbox::new();
+    let repo = sb.path("repo");
+    let repo = repo.to_str().unwrap_or_default();
+    let json = sb.ok(["gc", "--repo", repo, "--older-than", "1h30m", "--json"]);
+    assert!(json.contains("\"applied\": false"), "{json}");
+    let report = sb.ok(["gc", "--repo", repo, "--older-than", "90s"]);
+    assert!(report.contains("older than 1m 30s"), "{report}");
+    for bad in [["--older-than", "90"], ["--s3-part-size", "5 parsecs"]] {
+        let mut args = vec!["gc", "--repo", "s3://bucket/prefix"];
+        args.extend(bad);
+        let out = sb.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+        assert!(text(&out).contains("e.g."), "{bad:?}: {}", text(&out));
+    }
+}
+
+#[test]
 fn usage_errors_exit_2_and_failures_exit_1() {
     let sb = Sandbox::new();
     for args in [

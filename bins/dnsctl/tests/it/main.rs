@@ -391,3 +391,35 @@ fn propagation_waits_until_every_server_answers_the_new_value() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("2/2 servers agree"), "{stdout}");
 }
+
+/// Durations are written as in every Shipshape flag and config file; a
+/// bare number is a usage error, with the grammar in the message.
+#[test]
+fn duration_flags_take_humantimes_grammar() {
+    let Some(server) = test_support::services::knot() else {
+        return;
+    };
+    let resolver = server.dns.to_string();
+    let ask = |timeout: &str| {
+        dnsctl(
+            &[
+                "check",
+                "ns1.k1.test",
+                "--resolver",
+                &resolver,
+                "--timeout",
+                timeout,
+                "--expect",
+                "127.0.0.1",
+                "--json",
+            ],
+            &[],
+        )
+    };
+    let run = ask("1h30m");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["ok"], true);
+    let run = ask("90");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("1h30m"), "{}", run.stderr);
+}

@@ -91,6 +91,10 @@ impl Daemon {
 
     /// Runs until `shutdown` completes, then lets running jobs finish (for
     /// up to the grace period) and returns.
+    ///
+    /// # Errors
+    ///
+    /// When the history of a job cannot be read at start.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let mut tasks = self.tasks().await;
         for t in &tasks {

@@ -186,6 +186,38 @@ fn write_config(dir: &Path, jobs: &str) -> Config {
 }
 
 #[test]
+fn every_duration_in_the_config_takes_humantimes_grammar() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = format!(
+        "[defaults]\njitter = \"5min\"\n[daemon]\nshutdown_grace = \"1h30m\"\n\
+         [repositories.main]\nlocation = \"/r\"\n[keys.k]\nrecipients = [\"{}\"]\n\
+         [jobs.app]\nsource = \"/srv\"\nrepository = \"main\"\nkey = \"k\"\nschedule = \"@daily\"\n\
+         hooks = {{ timeout = \"90s\" }}\n[jobs.db]\nsource = {{ command = [\"true\"] }}\n\
+         repository = \"main\"\nkey = \"k\"\nschedule = \"@daily\"\njitter = \"2h 15m\"\n",
+        keys::generate().to_public()
+    );
+    let config = Config::parse(&text, "backup.toml", dir.path()).expect("parses");
+    assert_eq!(config.shutdown_grace, Duration::from_secs(5400));
+    let app = config.job("app").expect("app");
+    assert_eq!(app.jitter, Duration::from_secs(300), "the default");
+    assert_eq!(app.hooks.timeout, Duration::from_secs(90));
+    assert_eq!(
+        config.job("db").expect("db").jitter,
+        Duration::from_secs(8100)
+    );
+    let err = Config::parse(
+        &text.replace("\"1h30m\"", "\"90\""),
+        "backup.toml",
+        dir.path(),
+    )
+    .expect_err("a bare number is not a duration");
+    assert!(
+        err.to_string().contains("line 4") && err.to_string().contains("1h30m"),
+        "{err}"
+    );
+}
+
+#[test]
 fn config_errors_name_the_line_and_secrets_come_from_env() {
     let dir = tempfile::tempdir().expect("tmp");
     let parse = |text: &str| Config::parse(text, "backup.toml", dir.path());

@@ -118,6 +118,10 @@ fn bare(name: &str) -> &str {
 
 impl Cloudflare {
     /// The API at `api` ([`API_URL`], or a test server), with this token.
+    ///
+    /// # Errors
+    ///
+    /// When `api` is not a URL or the HTTP client cannot be built.
     pub fn new(api: &str, token: Secret) -> Result<Self, Error> {
         let http = super::http_client(NAME)?;
         Ok(Self {

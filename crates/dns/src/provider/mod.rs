@@ -147,7 +147,8 @@ struct RawRfc2136 {
     algorithm: Option<String>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
-    timeout: Option<String>,
+    #[serde(default, with = "settings::duration::serde::option")]
+    timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +188,10 @@ impl std::fmt::Debug for ProviderConfig {
 
 impl ProviderConfig {
     /// Reads a provider config file and the credentials it points to.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read, or as [`parse`](Self::parse).
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
@@ -194,6 +199,11 @@ impl ProviderConfig {
     }
 
     /// Parses a provider config and loads the credentials it points to.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for TOML that does not parse, a provider that is
+    /// not known, or a credential that cannot be read.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Invalid(e.to_string()))?;
         let missing = |table: &str| {
@@ -223,11 +233,7 @@ impl ProviderConfig {
                     p.secret_env.as_deref().unwrap_or("DNS_TSIG_SECRET"),
                     p.secret_file.as_deref(),
                 )?;
-                let timeout = match p.timeout {
-                    Some(t) => settings::duration::parse(&t)
-                        .map_err(|e| Error::Invalid(format!("rfc2136.timeout: {e}")))?,
-                    None => std::time::Duration::from_secs(5),
-                };
+                let timeout = p.timeout.unwrap_or(std::time::Duration::from_secs(5));
                 Box::new(rfc2136::Rfc2136::new(
                     p.server,
                     &p.key_name,
@@ -316,4 +322,42 @@ fn without_url(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_timeout_takes_humantimes_grammar_and_secrets_must_be_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("tsig");
+        std::fs::write(&secret, "c2hpcHNoYXBlLXRlc3QtdHNpZy1zZWNyZXQtMzJieXQ=\n").expect("write");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let config = |timeout: &str| {
+            format!(
+                "provider = 'rfc2136'\n[rfc2136]\nserver = '127.0.0.1:53'\nkey_name = 'k'\n\
+                 secret_file = '{}'\ntimeout = '{timeout}'\n",
+                secret.display()
+            )
+        };
+        assert!(ProviderConfig::parse(&config("1h30m")).is_ok());
+        let e = ProviderConfig::parse(&config("30"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.is_some_and(|e| e.contains("1h30m")),
+            "a bare number is refused"
+        );
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = ProviderConfig::parse(&config("2s"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.is_some_and(|e| e.contains("chmod 600")),
+            "a readable secret is refused"
+        );
+    }
 }

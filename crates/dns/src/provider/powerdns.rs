@@ -47,6 +47,10 @@ struct Record {
 impl PowerDns {
     /// The API at `url` (`http://HOST:8081`), server `server_id`
     /// (`localhost` unless configured otherwise).
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a URL or the HTTP client cannot be built.
     pub fn new(url: &str, server_id: &str, key: Secret) -> Result<Self, Error> {
         let http = super::http_client(NAME)?;
         Ok(Self {
@@ -100,6 +104,10 @@ impl PowerDns {
     /// an A record for each one that lies inside the zone, pointing at
     /// `glue`. For setting up a server (and tests); records files manage
     /// records, not zones.
+    ///
+    /// # Errors
+    ///
+    /// When the API refuses.
     pub async fn create_zone(
         &self,
         zone: &str,
@@ -128,6 +136,10 @@ impl PowerDns {
     }
 
     /// Deletes a zone (for tests); a zone that does not exist is fine.
+    ///
+    /// # Errors
+    ///
+    /// When the API refuses.
     pub async fn delete_zone(&self, zone: &str) -> Result<(), Error> {
         let zone = absolute(zone)?;
         match self

@@ -45,6 +45,10 @@ impl Rfc2136 {
     /// Updates go to `server`, signed with the key `key_name` and its
     /// base64 `secret`; `algorithm` is `hmac-sha256` (or -sha384,
     /// -sha512). `timeout` bounds each exchange.
+    ///
+    /// # Errors
+    ///
+    /// When the algorithm is not one of those or the secret is not base64.
     pub fn new(
         server: SocketAddr,
         key_name: &str,

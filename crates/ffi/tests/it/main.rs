@@ -1,10 +1,13 @@
 //! libshipshape from the outside: the committed header matches the code,
 //! a C program uses every function under valgrind (no leaks, no invalid
 //! accesses) linked against the shared library, and again linked
-//! statically, and the Python ctypes example in the docs runs.
+//! statically, the Python ctypes example in the docs runs, and every kind
+//! of source goes through `shipshape_backup` against the real servers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+mod sources;
 
 const CRATE: &str = env!("CARGO_MANIFEST_DIR");
 

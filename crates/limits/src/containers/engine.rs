@@ -57,6 +57,10 @@ fn engine_error(operation: impl Into<String>) -> impl FnOnce(bollard::errors::Er
 
 impl Engine {
     /// Connects and negotiates the API version.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Engine`] when the engine cannot be reached.
     pub async fn connect() -> Result<Self, Error> {
         let docker = Docker::connect_with_local_defaults().map_err(engine_error("connect"))?;
         let docker = docker
@@ -73,6 +77,10 @@ impl Engine {
 
     /// Every container the rules pick, with what it has and what it should
     /// have (rules merged in order), sorted by name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Engine`] when containers cannot be listed or inspected.
     pub async fn desired(&self, rules: &[Rule]) -> Result<Vec<(Current, Limits)>, Error> {
         let list = self
             .docker
@@ -107,6 +115,10 @@ impl Engine {
     }
 
     /// What a container has now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Engine`] when the container cannot be inspected.
     pub async fn current(&self, id: &str) -> Result<Current, Error> {
         let inspect = self
             .docker
@@ -157,6 +169,10 @@ impl Engine {
 
     /// The differences between what containers have and what the rules
     /// want.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Engine`] when containers cannot be listed or inspected.
     pub async fn plan(&self, rules: &[Rule]) -> Result<Vec<Change>, Error> {
         Ok(self
             .desired(rules)
@@ -170,6 +186,11 @@ impl Engine {
     /// would fall below a running container's current usage unless
     /// `force`; sends one update per container with its settings ordered
     /// so the engine accepts them; re-reads every updated container.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BelowUsage`] without `force`; [`Error::Engine`] when the
+    /// engine refuses an update.
     pub async fn apply(&self, rules: &[Rule], force: bool) -> Result<Vec<Outcome>, Error> {
         let targets = self.desired(rules).await?;
         if !force {

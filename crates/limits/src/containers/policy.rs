@@ -163,6 +163,10 @@ struct PolicyEntry {
 }
 
 /// Parses a policy file (`[[container]]` entries).
+///
+/// # Errors
+///
+/// [`Error::Policy`] naming the file, the line and what is wrong.
 pub fn parse_policy(text: &str, file: &str) -> Result<Vec<Rule>, Error> {
     let bad = |problem: String| Error::Policy {
         file: file.to_owned(),
@@ -277,6 +281,10 @@ struct Resource {
 /// `mem_limit`, `memswap_limit`, `mem_reservation`, `cpus`, `pids_limit`
 /// (`deploy` wins where both are set). Services without limits are left
 /// out; other keys are ignored.
+///
+/// # Errors
+///
+/// [`Error::Policy`] naming the file and what is wrong.
 pub fn parse_compose(text: &str, file: &str) -> Result<Vec<Rule>, Error> {
     let bad = |problem: String| Error::Policy {
         file: file.to_owned(),

@@ -26,6 +26,10 @@ pub struct TrustedProxies {
 impl TrustedProxies {
     /// Parses addresses and CIDR blocks (`127.0.0.1`, `10.0.0.0/8`,
     /// `fd00::/8`).
+    ///
+    /// # Errors
+    ///
+    /// When an entry is neither an address nor a CIDR block.
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, ClientIpError> {
         let nets = entries
             .iter()

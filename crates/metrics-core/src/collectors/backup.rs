@@ -78,6 +78,10 @@ impl BackupCollector {
     }
 
     /// Reads what is new in the repository and reports every job.
+    ///
+    /// # Errors
+    ///
+    /// When the repository cannot be opened or listed.
     pub async fn freshness(&self) -> Result<Vec<Freshness>, CollectError> {
         let fail = |e: backup_core::Error| CollectError::new(format!("{}: {e}", self.location));
         let repo = self

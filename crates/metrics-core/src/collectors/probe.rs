@@ -80,6 +80,11 @@ pub struct ProbeResult {
 
 impl ProbeCollector {
     /// Prepares the probes: checks URLs and loads trust roots.
+    ///
+    /// # Errors
+    ///
+    /// When a URL cannot be probed (not http(s)) or a CA file cannot be
+    /// read.
     pub fn new(specs: Vec<ProbeSpec>) -> Result<Self, CollectError> {
         let probes = specs
             .into_iter()

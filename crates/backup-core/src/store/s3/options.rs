@@ -11,7 +11,7 @@ pub(crate) const MAX_PARTS: i32 = 10_000;
 /// Attempts per request, first try included.
 const DEFAULT_ATTEMPTS: u32 = 10;
 
-/// How an [`S3Store`] talks to its bucket.
+/// How an [`S3Store`](super::S3Store) talks to its bucket.
 #[derive(Debug, Clone)]
 pub struct S3Options {
     /// Size of every multipart part but the last (default 16 MiB, at least
