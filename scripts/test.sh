@@ -2,7 +2,9 @@
 # Runs every check CI runs: installs the test tools and starts the real
 # servers the tests talk to (scripts/test-services.sh: PostgreSQL, Garage
 # for S3 — the first run builds it, ~25 minutes — and the Docker test
-# image), then formatting, clippy, docs, all tests (unit, integration,
+# image), then formatting, clippy, the crate shape (metrics-core's
+# PostgreSQL collector without the backup pipeline; no two modules
+# importing each other), docs, all tests (unit, integration,
 # end-to-end with the stock age/zstd/tar tools, PostgreSQL, Garage,
 # Prometheus and promtool, the Docker Engine; doc tests) and a short run of
 # every fuzz target. The servers are stopped at the end.

@@ -39,9 +39,6 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
         backup_core::Error::Postgres(pg::Error::ToolMissing { .. }) => {
             Some("point --pg-bin (or SHIPSHAPE_PG_BIN) at the directory of the right tools".into())
         }
-        backup_core::Error::WrongKind { .. } if e.to_string().contains("roles and tablespaces") => {
-            Some("verify it without --restore-test".into())
-        }
         _ => None,
     }
 }

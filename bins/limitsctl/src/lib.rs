@@ -62,3 +62,36 @@ pub fn table(changes: &[Change]) -> String {
     }
     table.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use limits::containers::Setting;
+    use unicode_width::UnicodeWidthStr;
+
+    use super::*;
+
+    #[test]
+    fn the_plan_lines_up_with_non_ascii_names() {
+        let change = |container: &str, setting| Change {
+            container: container.to_owned(),
+            setting,
+            current: 0,
+            desired: 512 << 20,
+        };
+        let text = table(&[
+            change("café-db", Setting::Memory),
+            change("日本-app", Setting::Pids),
+            change("plain", Setting::Memory),
+        ]);
+        // The SETTING column starts at the same terminal column on every line.
+        let starts: Vec<usize> = text
+            .lines()
+            .map(|l| {
+                let gap = l.find("  ").unwrap_or(0);
+                let at = gap + l[gap..].len() - l[gap..].trim_start().len();
+                l[..at].width()
+            })
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{text}");
+    }
+}

@@ -1,8 +1,8 @@
 //! Streaming, encrypted, verifiable backups.
 //!
-//! `backup-core` turns a source (a file, a directory, standard input or a
-//! command's output) into a compressed, encrypted object in a [`Store`], and
-//! back. The stored object is a standard [age] file holding a standard zstd
+//! `backup-core` turns a source (a file, a directory, standard input, a
+//! command's output, a PostgreSQL database, a Docker volume) into a
+//! compressed, encrypted object in a [`Store`], and back. The stored object is a standard [age] file holding a standard zstd
 //! stream (of a tar archive, for directories), so stock tools restore it
 //! without this crate:
 //!
@@ -16,6 +16,13 @@
 //! on disk. A JSON [`Manifest`] written after the data records sizes and the
 //! SHA-256 of the plaintext and of the stored object; restores and verifies
 //! check both.
+//!
+//! Users name sources and keys in one shape on every surface — the
+//! command line, the jobs config, the C ABI: a [`SourceSpec`] (`/srv/app`,
+//! `-`, `postgres://...`, `docker-volume:NAME`, or a table) and a
+//! [`KeySpec`] (recipients, recipients files, identity files, a
+//! passphrase from a variable or a file). Everything a [`Repository`] can
+//! do is in `repo.rs`, one method per operation.
 //!
 //! # Example
 //!

@@ -51,6 +51,16 @@ pub enum Error {
     /// Bad input: a records file, a provider config, a name or a value.
     #[error("{0}")]
     Invalid(String),
+    /// A provider credential could not be read from where the provider
+    /// config says it is.
+    #[error("the {what}: {source}")]
+    Credential {
+        /// What it is, e.g. "PowerDNS API key".
+        what: String,
+        /// Why it could not be read.
+        #[source]
+        source: settings::SecretError,
+    },
     /// A server could not be reached or answered nonsense.
     #[error("{server}: {message}")]
     Query {

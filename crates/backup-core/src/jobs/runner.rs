@@ -19,6 +19,21 @@ use crate::ops::list::BackupRef;
 use crate::repo::Repository;
 use crate::source::SourceSpec;
 
+/// The error of a repository that could not be opened, for the run (the
+/// original stays for the history record).
+fn unusable(location: &str, e: &Error) -> Error {
+    match e {
+        Error::InvalidLocation { location, problem } => Error::InvalidLocation {
+            location: location.clone(),
+            problem: problem.clone(),
+        },
+        other => Error::InvalidLocation {
+            location: location.to_owned(),
+            problem: other.to_string(),
+        },
+    }
+}
+
 /// Webhook attempts before giving up, and the wait before each retry.
 const WEBHOOK_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
 
@@ -45,10 +60,7 @@ pub async fn run_job(
     tracing::info!(job = %job.name, %kind, "run started");
     let repo = Repository::open(&job.repository).await;
     let work = async {
-        let repo = repo.as_ref().map_err(|e| Error::InvalidLocation {
-            location: job.repository.clone(),
-            problem: e.to_string(),
-        })?;
+        let repo = repo.as_ref().map_err(|e| unusable(&job.repository, e))?;
         hooks(job, kind, "before", &job.hooks.before, &[]).await?;
         work(job, kind, repo, started_at).await
     };

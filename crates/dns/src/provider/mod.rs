@@ -79,20 +79,22 @@ impl Secret {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] when the variable is unset or empty, or the file
-    /// is unreadable, empty, or readable by group or others.
+    /// [`Error::Invalid`] when the variable is unset, [`Error::Credential`]
+    /// when it is empty or the file is unreadable, empty, or readable by
+    /// group or others.
     pub fn load(what: &str, env: &str, file: Option<&Path>) -> Result<Self, Error> {
         let source = match file {
             Some(path) => settings::Secret::File(path.to_owned()),
             None => settings::Secret::Env(env.to_owned()),
         };
-        let value = source.read().map_err(|e| {
-            Error::Invalid(match (&e, file) {
-                (settings::SecretError::NotSet { .. }, None) => format!(
-                    "the {what} is not set: export {env}=... or name a file in the provider config"
-                ),
-                _ => format!("the {what}: {e}"),
-            })
+        let value = source.read().map_err(|e| match (&e, file) {
+            (settings::SecretError::NotSet { .. }, None) => Error::Invalid(format!(
+                "the {what} is not set: export {env}=... or name a file in the provider config"
+            )),
+            _ => Error::Credential {
+                what: what.to_owned(),
+                source: e,
+            },
         })?;
         let value = settings::ExposeSecret::expose_secret(&value)
             .trim()
@@ -195,7 +197,10 @@ impl ProviderConfig {
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+        Self::parse(&text).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+            other => other,
+        })
     }
 
     /// Parses a provider config and loads the credentials it points to.
