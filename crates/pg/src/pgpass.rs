@@ -5,26 +5,24 @@
 //! `#` are comments. The first matching line wins. As in libpq, a file that
 //! group or others can read is ignored, with a warning.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// The password for this login, from `file`, if it has one.
+use settings::ExposeSecret;
+
+/// The password for this login, from `file`, if it has one. The file is
+/// read as every Shipshape secret is ([`settings::secret::read_file`]);
+/// one that group or others can read is ignored with a warning, as libpq
+/// does.
 pub(crate) fn lookup(file: &Path, host: &str, port: u16, db: &str, user: &str) -> Option<String> {
-    let md = std::fs::metadata(file).ok()?;
-    if !md.is_file() {
-        return None;
-    }
-    if md.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(
-            "password file {} is readable by group or others and is ignored; \
-             run `chmod 600 {}`",
-            file.display(),
-            file.display()
-        );
-        return None;
-    }
-    let text = std::fs::read_to_string(file).ok()?;
-    find(&text, host, port, db, user)
+    let text = match settings::secret::read_file(file) {
+        Ok(text) => text,
+        Err(e @ settings::SecretError::NotPrivate { .. }) => {
+            tracing::warn!("password file ignored: {e}");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    find(text.expose_secret(), host, port, db, user)
 }
 
 /// The first matching entry's password in the text of a password file.
@@ -63,6 +61,8 @@ fn fields(line: &str) -> Option<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     const FILE: &str = "\

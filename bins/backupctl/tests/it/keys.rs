@@ -149,3 +149,103 @@ fn json_outputs_hold_no_secrets() {
         assert_no_secret(&out, &[]);
     }
 }
+
+/// The key options of `backup` and of a job's `[keys.NAME]` are the same
+/// shape: recipients files (repeatable, `#` comments) on the command line,
+/// and a passphrase from a file in a job; each restores with the matching
+/// secret and nothing else.
+#[test]
+fn recipients_files_on_the_command_line_and_passphrases_in_a_job() {
+    let sb = Sandbox::new();
+    let src = sb.tricky_tree("src");
+    let (a, b) = (sb.path("a.txt"), sb.path("b.txt"));
+    let ra = sb.ok([OsStr::new("keygen"), OsStr::new("-o"), a.as_os_str()]);
+    let rb = sb.ok([OsStr::new("keygen"), OsStr::new("-o"), b.as_os_str()]);
+    fs::write(sb.path("ops.txt"), format!("# ops\n{ra}\n")).expect("write");
+    fs::write(sb.path("dr.txt"), &rb).expect("write");
+    let manifest = sb.ok([
+        OsStr::new("backup"),
+        src.as_os_str(),
+        OsStr::new("--recipients-file"),
+        sb.path("ops.txt").as_os_str(),
+        OsStr::new("--recipients-file"),
+        sb.path("dr.txt").as_os_str(),
+        OsStr::new("--json"),
+        OsStr::new("-q"),
+    ]);
+    assert!(
+        manifest.contains(ra.trim()) && manifest.contains(rb.trim()),
+        "{manifest}"
+    );
+    for (key, name) in [(&a, "restored-a"), (&b, "restored-b")] {
+        let out = sb.path(name);
+        sb.ok([
+            OsStr::new("restore"),
+            OsStr::new("latest"),
+            OsStr::new("--identity"),
+            key.as_os_str(),
+            OsStr::new("--target"),
+            out.as_os_str(),
+            OsStr::new("-q"),
+        ]);
+    }
+    fs::write(sb.path("bad.txt"), "age1notakey\n").expect("write");
+    let out = sb.run([
+        OsStr::new("backup"),
+        src.as_os_str(),
+        OsStr::new("--recipients-file"),
+        sb.path("bad.txt").as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("recipient 1"), "{}", text(&out));
+
+    let secret = "a job's passphrase";
+    let pass = sb.path("pass.txt");
+    fs::write(&pass, format!("{secret}\n")).expect("write");
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config = sb.path("backup.toml");
+    fs::write(
+        &config,
+        format!(
+            "[repositories.main]\nlocation = \"job-repo\"\n[keys.p]\npassphrase_file = \
+             \"pass.txt\"\n[jobs.src]\nsource = \"{}\"\nrepository = \"main\"\nkey = \"p\"\n\
+             schedule = \"@daily\"\ndrill = {{ schedule = \"@weekly\" }}\n",
+            src.display()
+        ),
+    )
+    .expect("config");
+    let out = sb.run([
+        OsStr::new("run"),
+        OsStr::new("src"),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_no_secret(&out, &[secret]);
+    let drill = sb.run([
+        OsStr::new("run"),
+        OsStr::new("src"),
+        OsStr::new("--drill"),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ]);
+    assert!(
+        drill.status.success(),
+        "the drill decrypts with it: {}",
+        text(&drill)
+    );
+    let repo = sb.path("job-repo");
+    let restored = sb.path("job-restored");
+    sb.ok([
+        OsStr::new("restore"),
+        OsStr::new("latest"),
+        OsStr::new("--repo"),
+        repo.as_os_str(),
+        OsStr::new("--passphrase-file"),
+        pass.as_os_str(),
+        OsStr::new("--target"),
+        restored.as_os_str(),
+        OsStr::new("-q"),
+    ]);
+    assert!(restored.join("docs").exists());
+}

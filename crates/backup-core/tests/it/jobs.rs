@@ -254,6 +254,14 @@ fn config_errors_name_the_line_and_secrets_come_from_env() {
     ))
     .expect_err("password in URL");
     assert!(!err.to_string().contains("pw@"), "{err}");
+    let err = parse(&format!(
+        "{base}[jobs.pipe]\nsource = \"-\"\nrepository = \"main\"\nkey = \"k\"\nschedule = \"@daily\"\n"
+    ))
+    .expect_err("a job has no standard input");
+    assert!(
+        err.to_string().contains("line 6") && err.to_string().contains("standard input"),
+        "{err}"
+    );
     let config = parse(&format!(
         "{base}{job}schedule = \"@daily\"\nnotify = {{ webhook_file = \"hook-url\" }}\n"
     ))

@@ -115,6 +115,11 @@ int main(int argc, char **argv) {
     CHECK(shipshape_backup(repo, data, options, &manifest) == SHIPSHAPE_OK);
     CHECK(strstr(manifest, "\"kind\":\"directory\"") != NULL);
     shipshape_string_free(manifest);
+    /* an identity file as the key: its public key is the recipient */
+    snprintf(options, sizeof options, "{\"identity_file\":\"%s\",\"name\":\"c-identity\"}", identity);
+    CHECK(shipshape_backup(repo, "-", options, &manifest) == SHIPSHAPE_OK);
+    CHECK(strstr(manifest, recipient) != NULL && strstr(manifest, "\"kind\":\"stdin\"") != NULL);
+    shipshape_string_free(manifest);
     FAILS_WITH(shipshape_backup(repo, "docker-volume:", options, &manifest), "docker-volume:NAME");
     FAILS_WITH(shipshape_backup(repo, "{\"path\":\"/a\",\"command\":[\"x\"]}", options, &manifest),
                "exactly one of");
