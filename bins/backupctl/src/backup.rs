@@ -53,7 +53,11 @@ fn source_spec(args: &BackupArgs) -> Result<SourceSpec> {
 
 pub(crate) async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
     let spec = source_spec(&args)?;
-    let source = spec.to_source()?;
+    // A URL that does not parse is the command line's mistake.
+    let source = spec.to_source().map_err(|e| match e {
+        backup_core::Error::Postgres(pg::Error::Url { .. }) => usage(e.to_string()),
+        e => e.into(),
+    })?;
     let recipients = keys::recipients(&args)?;
     let repo = repository(&args.repo).await?;
     let mut pipeline = PipelineOptions::default().with_level(args.level);
