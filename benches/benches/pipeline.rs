@@ -21,7 +21,7 @@ const SIZE: u64 = 32 << 20;
 fn keypair() -> (Recipients, Identities) {
     let key = keys::generate();
     (
-        Recipients::Keys(vec![key.to_public()]),
+        Recipients::x25519([key.to_public()]),
         Identities::from_key(key),
     )
 }

@@ -15,13 +15,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let f = common::fixture();
     let compressed = zstd::encode_all(data, 1).expect("zstd");
-    let encryptor = match &f.recipients {
-        backup_core::Recipients::Keys(k) => {
-            age::Encryptor::with_recipients(k.iter().map(|r| r as &dyn age::Recipient))
-                .expect("encryptor")
-        }
-        _ => unreachable!(),
-    };
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&f.public as &dyn age::Recipient))
+            .expect("encryptor");
     let mut object = Vec::new();
     let mut w = encryptor.wrap_output(&mut object).expect("age");
     w.write_all(&compressed).expect("age write");

@@ -11,6 +11,8 @@ pub struct Fixture {
     pub rt: tokio::runtime::Runtime,
     pub identities: Identities,
     pub recipients: Recipients,
+    /// The one key `recipients` holds, for targets that encrypt by hand.
+    pub public: age::x25519::Recipient,
     pub store: MemoryStore,
     pub repo: Repository,
     /// A manifest to pose as the owner of whatever bytes are stored.
@@ -26,7 +28,7 @@ pub fn fixture() -> &'static Fixture {
             .build()
             .expect("runtime");
         let key = keys::generate();
-        let recipients = Recipients::Keys(vec![key.to_public()]);
+        let recipients = Recipients::x25519([key.to_public()]);
         let store = MemoryStore::new();
         let repo = Repository::new(Arc::new(store.clone()));
         let dir = tempfile::tempdir().expect("tempdir");
@@ -39,6 +41,7 @@ pub fn fixture() -> &'static Fixture {
             .expect("seed backup");
         Fixture {
             rt,
+            public: key.to_public(),
             identities: Identities::from_key(key),
             recipients,
             store,

@@ -16,7 +16,14 @@ use clap::{Args, Parser, Subcommand};
 /// byte count; logs go to standard error (-v, -q, --log-format json,
 /// SHIPSHAPE_LOG), results to standard output (--json for scripts).
 ///
-/// Exit status: 0 on success, 1 when the operation failed, 2 on a usage error.
+/// Keys are named as age names them: -r RECIPIENT, -R RECIPIENTS_FILE,
+/// -i IDENTITY; the repository only by --repo (or SHIPSHAPE_REPO).
+///
+/// Exit status: 0 success, 1 failure, 2 usage error, 3 done with warnings
+/// (e.g. unreadable files skipped), 10 no repository there (create one with
+/// `backupctl init`), 12 no key given opens the backup, 130 interrupted.
+/// With --json a failure prints {"error": {"kind", "status", "message",
+/// "hint"}} on standard output.
 #[derive(Debug, Parser)]
 #[command(name = "backupctl", version, max_term_width = 100)]
 pub struct Cli {
@@ -27,16 +34,39 @@ pub struct Cli {
     /// Logging.
     #[command(flatten)]
     pub log: cli::LogArgs,
+
+    /// Output.
+    #[command(flatten)]
+    pub output: cli::OutputArgs,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a repository: a local directory or s3://BUCKET/PREFIX.
+    ///
+    /// Every other command refuses a location where there is no
+    /// repository (exit status 10), so a mistyped --repo fails instead of
+    /// quietly starting a new, empty repository. Only the default
+    /// repository (no --repo, no SHIPSHAPE_REPO) is created by the first
+    /// backup on its own.
+    ///
+    /// Examples:
+    ///   backupctl init --repo /srv/backups
+    ///   backupctl init --repo s3://backups/db1
+    #[command(verbatim_doc_comment)]
+    Init {
+        /// Where the repository is.
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+
     /// Create an age identity (private key) file and print its public key.
     ///
     /// The file is written with mode 0600 and is never overwritten. Give the
-    /// printed `age1...` recipient to `backup --recipient`; keep the file (and
-    /// a copy somewhere safe) for `restore` and `verify`.
+    /// printed `age1...` recipient to `backup -r`; keep the file (and a copy
+    /// somewhere safe) for `restore` and `verify` (-i). With --json, prints
+    /// {"identity": FILE, "recipient": "age1..."}.
     Keygen {
         /// Where to write the identity [default: the default identity,
         /// $SHIPSHAPE_IDENTITY or ~/.config/shipshape/identity.txt].
@@ -51,9 +81,10 @@ pub enum Command {
     /// SOURCE is written as a job's `source` is in the jobs config, and as
     /// the C ABI takes it.
     ///
-    /// Prints the new backup's id (with --json, its manifest). Without
-    /// --recipient, --recipients-file or a passphrase option, the backup is
-    /// encrypted to the default identity, which is created on first use.
+    /// Prints the new backup's id (with --json, its manifest). Without -r,
+    /// -R, -i or a passphrase option, the backup is encrypted to the default
+    /// identity, which is created on first use. Exits 3 when it succeeded
+    /// with warnings (unreadable files skipped with --skip-unreadable).
     ///
     /// A PostgreSQL database is dumped with `pg_dump --format=custom` in a
     /// snapshot in which every table's rows are counted (--row-counts), so
@@ -97,9 +128,6 @@ pub enum Command {
         /// Where the repository is.
         #[command(flatten)]
         repo: RepoArgs,
-        /// Print the new backup's manifest as JSON instead of its id.
-        #[arg(long)]
-        json: bool,
     },
 
     /// List the backups in the repository, oldest first.
@@ -110,9 +138,6 @@ pub enum Command {
         /// Only backups with this name.
         #[arg(long)]
         name: Option<String>,
-        /// Print the manifests as a JSON array.
-        #[arg(long)]
-        json: bool,
     },
 
     /// Restore a backup to a directory, a file, standard output (`-`) or a
@@ -184,9 +209,6 @@ pub enum Command {
         /// Where the repository is.
         #[command(flatten)]
         repo: RepoArgs,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
     },
 
     /// Check a backup without writing anything, or run a restore drill.
@@ -227,9 +249,6 @@ pub enum Command {
         /// Where the repository is.
         #[command(flatten)]
         repo: RepoArgs,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
     },
 
     /// Remove old backups by a retention policy (restic's rules).
@@ -271,9 +290,6 @@ pub enum Command {
         /// Run the job's restore drill instead of a backup.
         #[arg(long)]
         drill: bool,
-        /// Print the run record as JSON.
-        #[arg(long)]
-        json: bool,
     },
 
     /// Run every job of the config on its schedule until SIGTERM or Ctrl-C.
@@ -305,9 +321,6 @@ pub enum Command {
         /// Where the repository is (without --config).
         #[command(flatten)]
         repo: RepoArgs,
-        /// Print the records as a JSON array.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -378,23 +391,22 @@ pub struct PruneArgs {
     /// Where the repository is.
     #[command(flatten)]
     pub repo: RepoArgs,
-    /// Print the decisions as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Where the repository is.
 #[derive(Debug, Args)]
 pub struct RepoArgs {
     /// The repository: a directory, or s3://BUCKET/PREFIX [default:
-    /// $SHIPSHAPE_REPO or ~/.local/share/shipshape/repo].
+    /// $SHIPSHAPE_REPO or ~/.local/share/shipshape/repo]. It must have been
+    /// created with `backupctl init`, but for the default one, which the
+    /// first backup creates.
     ///
     /// For S3, credentials, region and endpoint come from the standard AWS
     /// configuration: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or
     /// AWS_PROFILE and ~/.aws/config), AWS_REGION, and AWS_ENDPOINT_URL_S3
     /// or AWS_ENDPOINT_URL for R2, Garage, MinIO and other S3-compatible
     /// stores.
-    #[arg(short, long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     pub repo: Option<OsString>,
 
     /// S3: size of each multipart part. Memory for an upload is at most
@@ -427,11 +439,13 @@ pub struct WhichArgs {
 /// Secrets for decrypting.
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
-    /// Age identity file [default: $SHIPSHAPE_IDENTITY or
+    /// Identity file: age identities (`AGE-SECRET-KEY-1...`) or an SSH
+    /// private key (ed25519 or RSA, unencrypted), as `age -d -i`
+    /// (repeatable) [default: $SHIPSHAPE_IDENTITY or
     /// ~/.config/shipshape/identity.txt]. Must not be readable by group or
     /// others.
     #[arg(short, long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
+    pub identity: Vec<PathBuf>,
     /// Where a passphrase comes from.
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
@@ -475,18 +489,20 @@ pub struct BackupArgs {
     #[arg(last = true, value_name = "COMMAND", conflicts_with = "path")]
     pub command: Vec<OsString>,
 
-    /// Encrypt to this age public key (repeatable).
-    #[arg(short = 'R', long = "recipient", value_name = "age1...")]
+    /// Encrypt to this public key: an age key (`age1...`) or an SSH key
+    /// (`ssh-ed25519 AAAA...`, `ssh-rsa AAAA...`), as `age -r` (repeatable).
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
     pub recipients: Vec<String>,
 
     /// Encrypt to the public keys listed in FILE, one per line (`#`
-    /// comments), as `age -R` reads them (repeatable).
-    #[arg(long, value_name = "FILE")]
+    /// comments; age and SSH keys), as `age -R` reads them (repeatable).
+    #[arg(short = 'R', long, value_name = "FILE")]
     pub recipients_file: Vec<PathBuf>,
 
-    /// Encrypt to the public key of this identity file.
+    /// Encrypt to the public key of this identity file (an age identity
+    /// or an SSH private key), as `age -e -i` (repeatable).
     #[arg(short, long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
+    pub identity: Vec<PathBuf>,
 
     /// Where a passphrase comes from.
     #[command(flatten)]
@@ -553,10 +569,6 @@ pub struct BackupArgs {
     /// /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin and PATH].
     #[arg(long, value_name = "DIR", env = "SHIPSHAPE_PG_BIN")]
     pub pg_bin: Option<PathBuf>,
-
-    /// Print the new backup's manifest as JSON instead of its id.
-    #[arg(long)]
-    pub json: bool,
 
     /// Where the repository is.
     #[command(flatten)]

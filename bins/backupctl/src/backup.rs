@@ -12,7 +12,7 @@ use backup_core::{
 
 use crate::args::{BackupArgs, DecryptArgs, RepoArgs};
 use crate::progress::Bar;
-use crate::{keys, output, repository, usage};
+use crate::{Out, backup_repository, keys, output, usage};
 
 /// The source the arguments name: SOURCE (a path, `-`, a postgres:// URL,
 /// docker-volume:NAME) or `-- COMMAND`, with the flags that refine it.
@@ -51,15 +51,17 @@ fn source_spec(args: &BackupArgs) -> Result<SourceSpec> {
     Ok(spec)
 }
 
-pub(crate) async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
+pub(crate) async fn backup(args: BackupArgs, out: Out) -> Result<cli::Status> {
     let spec = source_spec(&args)?;
     // A URL that does not parse is the command line's mistake.
     let source = spec.to_source().map_err(|e| match e {
         backup_core::Error::Postgres(pg::Error::Url { .. }) => usage(e.to_string()),
         e => e.into(),
     })?;
-    let recipients = keys::recipients(&args)?;
-    let repo = repository(&args.repo).await?;
+    let keys = keys::backup_keys(&args)?;
+    // The repository before the default key: a missing one fails first.
+    let repo = backup_repository(&args.repo, out.quiet).await?;
+    let recipients = keys::recipients(keys)?;
     let mut pipeline = PipelineOptions::default().with_level(args.level);
     if let Some(threads) = args.threads {
         pipeline.workers = threads as usize;
@@ -67,7 +69,7 @@ pub(crate) async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
     if let Some(kib) = args.frame_size {
         pipeline.frame_size = kib as usize * 1024;
     }
-    let bar = Bar::new(quiet, "backing up");
+    let bar = Bar::new(out.quiet || out.json, "backing up");
     // Only worth a walk of the tree when someone watches the bar.
     if let Some(total) = bar.is_visible().then(|| source.estimate_size()).flatten() {
         bar.set_total(total);
@@ -102,20 +104,25 @@ pub(crate) async fn backup(args: BackupArgs, quiet: bool) -> Result<()> {
     let started = Instant::now();
     let result = repo.backup(source, &opts).await;
     bar.finish();
-    report_new_backup(&result?, args.json, quiet, started)
+    report_new_backup(&result?, out, started)
 }
 
-/// Prints a new backup's id (or manifest) on stdout and a summary on stderr.
-fn report_new_backup(manifest: &Manifest, json: bool, quiet: bool, started: Instant) -> Result<()> {
-    if json {
+/// Prints a new backup's id (or manifest) on stdout and a summary on
+/// stderr; done with warnings when the backup recorded any.
+fn report_new_backup(manifest: &Manifest, out: Out, started: Instant) -> Result<cli::Status> {
+    if out.json {
         io::stdout().write_all(&manifest.to_json())?;
     } else {
         println!("{}", manifest.id);
     }
-    if !quiet {
+    if !out.quiet {
         eprintln!("{}", output::backup_summary(manifest, started.elapsed()));
     }
-    Ok(())
+    if manifest.warnings.is_empty() {
+        Ok(cli::Status::Success)
+    } else {
+        Ok(cli::Status::Warnings)
+    }
 }
 
 pub(crate) async fn import(
@@ -123,16 +130,15 @@ pub(crate) async fn import(
     file: &Path,
     name: Option<String>,
     keys: &DecryptArgs,
-    json: bool,
-    quiet: bool,
-) -> Result<()> {
-    let repo = repository(repo_args).await?;
+    out: Out,
+) -> Result<cli::Status> {
+    let repo = backup_repository(repo_args, out.quiet).await?;
     let ids = keys::decryptors(keys, "the file", false)?;
-    let bar = Bar::new(quiet, "importing");
+    let bar = Bar::new(out.quiet || out.json, "importing");
     let started = Instant::now();
     let result = repo
         .import(file, &ids, name, Arc::clone(&bar) as Arc<dyn Progress>)
         .await;
     bar.finish();
-    report_new_backup(&result?, json, quiet, started)
+    report_new_backup(&result?, out, started)
 }

@@ -35,3 +35,9 @@ pub(crate) fn identity_path() -> Result<PathBuf> {
         None => Ok(base("XDG_CONFIG_HOME", ".config")?.join("shipshape/identity.txt")),
     }
 }
+
+/// True when neither `--repo` nor `SHIPSHAPE_REPO` names the repository:
+/// the default one, which the first backup may create.
+pub(crate) fn is_default(args: &crate::args::RepoArgs) -> bool {
+    args.repo.is_none() && env::var_os("SHIPSHAPE_REPO").is_none_or(|d| d.is_empty())
+}

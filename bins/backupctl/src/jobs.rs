@@ -13,19 +13,19 @@ use chrono::Utc;
 use chrono_tz::Tz;
 
 use crate::args::{PruneArgs, RepoArgs, ScheduleCommand};
-use crate::{repository, usage};
+use crate::{Out, repository, usage};
 
 fn load(path: &Path) -> Result<Config> {
     Ok(Config::load(path)?)
 }
 
-pub(crate) async fn prune(args: &PruneArgs) -> Result<()> {
+pub(crate) async fn prune(args: &PruneArgs, out: Out) -> Result<cli::Status> {
     let (repo, mut policy, mut zone, name) = match (&args.config, &args.job) {
         (Some(config), Some(job)) => {
             let config = load(config)?;
             let job = config.job(job)?;
             (
-                backup_core::Repository::open(&job.repository).await?,
+                open_job_repository(&job.repository).await?,
                 job.retention,
                 job.zone,
                 Some(job.name.clone()),
@@ -62,7 +62,7 @@ pub(crate) async fn prune(args: &PruneArgs) -> Result<()> {
     let plan = repo
         .prune(&policy, &zone, name.as_deref(), args.apply)
         .await?;
-    if args.json {
+    if out.json {
         cli::print_json(&serde_json::json!({
             "applied": args.apply,
             "time_zone": zone.name(),
@@ -71,7 +71,14 @@ pub(crate) async fn prune(args: &PruneArgs) -> Result<()> {
     } else {
         print!("{}", prune_text(&plan, &zone, args.apply));
     }
-    Ok(())
+    Ok(cli::Status::Success)
+}
+
+/// A job's repository, which must exist.
+async fn open_job_repository(location: &str) -> Result<backup_core::Repository> {
+    let repo = backup_core::Repository::open(location).await?;
+    repo.check().await?;
+    Ok(repo)
 }
 
 fn prune_text(plan: &PrunePlan, zone: &Tz, applied: bool) -> String {
@@ -104,7 +111,7 @@ fn prune_text(plan: &PrunePlan, zone: &Tz, applied: bool) -> String {
     out
 }
 
-pub(crate) fn schedule(cmd: &ScheduleCommand) -> Result<()> {
+pub(crate) fn schedule(cmd: &ScheduleCommand, out: Out) -> Result<cli::Status> {
     let ScheduleCommand::Next {
         config,
         job,
@@ -123,14 +130,27 @@ pub(crate) fn schedule(cmd: &ScheduleCommand) -> Result<()> {
         &job.schedule
     };
     let after = after.map_or_else(Utc::now, |t| t.with_timezone(&Utc));
-    let mut out = io::stdout().lock();
-    for t in schedule.upcoming(after).take(*count) {
-        writeln!(out, "{}", t.to_rfc3339())?;
+    let runs: Vec<String> = schedule
+        .upcoming(after)
+        .take(*count)
+        .map(|t| t.to_rfc3339())
+        .collect();
+    if out.json {
+        cli::print_json(&serde_json::json!({
+            "job": job.name,
+            "time_zone": job.zone.name(),
+            "runs": runs,
+        }))?;
+    } else {
+        let mut stdout = io::stdout().lock();
+        for t in runs {
+            writeln!(stdout, "{t}")?;
+        }
     }
-    Ok(())
+    Ok(cli::Status::Success)
 }
 
-pub(crate) async fn run(job: &str, config: &Path, drill: bool, json: bool) -> Result<()> {
+pub(crate) async fn run(job: &str, config: &Path, drill: bool, out: Out) -> Result<cli::Status> {
     let config = load(config)?;
     let job = config.job(job)?;
     job.check_secrets()
@@ -144,7 +164,7 @@ pub(crate) async fn run(job: &str, config: &Path, drill: bool, json: bool) -> Re
         RunKind::Full
     };
     let record = run_job(job, kind, &SystemClock, None, cli::shutdown_signal()).await;
-    if json {
+    if out.json {
         cli::print_json(&record)?;
     } else {
         eprintln!("{}", record_line(&record, &job.zone));
@@ -152,16 +172,20 @@ pub(crate) async fn run(job: &str, config: &Path, drill: bool, json: bool) -> Re
             eprintln!("warning: {w}");
         }
     }
-    match record.outcome {
-        Outcome::Success => Ok(()),
-        _ => bail!(
-            "{}",
-            record.error.unwrap_or_else(|| "the run failed".to_owned())
-        ),
+    // The record (printed above) is the answer; an error is a line for
+    // people.
+    if let Some(e) = &record.error {
+        eprintln!("error: {e}");
     }
+    Ok(match record.outcome {
+        Outcome::Success if record.warnings.is_empty() => cli::Status::Success,
+        Outcome::Success => cli::Status::Warnings,
+        Outcome::Aborted => cli::Status::Interrupted,
+        _ => cli::Status::Failure,
+    })
 }
 
-pub(crate) async fn daemon(config_path: &Path) -> Result<()> {
+pub(crate) async fn daemon(config_path: &Path) -> Result<cli::Status> {
     let config = load(config_path)?;
     if config.jobs.is_empty() {
         bail!("{} has no jobs", config_path.display());
@@ -175,7 +199,7 @@ pub(crate) async fn daemon(config_path: &Path) -> Result<()> {
     let daemon = Daemon::new(config, Arc::new(SystemClock));
     daemon.run(cli::shutdown_signal()).await?;
     eprintln!("backupctl daemon: stopped");
-    Ok(())
+    Ok(cli::Status::Success)
 }
 
 pub(crate) async fn history(
@@ -183,8 +207,8 @@ pub(crate) async fn history(
     job: Option<&str>,
     last: Option<usize>,
     repo_args: &RepoArgs,
-    json: bool,
-) -> Result<()> {
+    out: Out,
+) -> Result<cli::Status> {
     let mut records: Vec<RunRecord> = Vec::new();
     let zone;
     match config {
@@ -202,7 +226,7 @@ pub(crate) async fn history(
             locations.sort_unstable();
             locations.dedup();
             for location in locations {
-                let repo = backup_core::Repository::open(location).await?;
+                let repo = open_job_repository(location).await?;
                 records.extend(
                     repo.history(job)
                         .await
@@ -225,17 +249,17 @@ pub(crate) async fn history(
         let skip = records.len().saturating_sub(n);
         records.drain(..skip);
     }
-    if json {
+    if out.json {
         cli::print_json(&records)?;
     } else if records.is_empty() {
         eprintln!("no runs recorded");
     } else {
-        let mut out = io::stdout().lock();
+        let mut stdout = io::stdout().lock();
         for r in &records {
-            writeln!(out, "{}", record_line(r, &zone))?;
+            writeln!(stdout, "{}", record_line(r, &zone))?;
         }
     }
-    Ok(())
+    Ok(cli::Status::Success)
 }
 
 /// One line about a run: time, job, kind, outcome, backup, size, duration,

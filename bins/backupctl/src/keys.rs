@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use backup_core::{Identities, KeySpec, Manifest, Recipients, Secret, keys};
 
 use crate::args::{BackupArgs, DecryptArgs, PassphraseArgs};
-use crate::{defaults, usage};
+use crate::defaults;
 
 /// The passphrase flags as a secret's source.
 fn passphrase(args: &PassphraseArgs) -> Option<Secret> {
@@ -28,7 +28,7 @@ fn backup_spec(args: &BackupArgs) -> KeySpec {
     for file in &args.recipients_file {
         spec = spec.with_recipients_file(file);
     }
-    if let Some(file) = &args.identity {
+    for file in &args.identity {
         spec = spec.with_identity_file(file);
     }
     if let Some(p) = passphrase(&args.passphrase) {
@@ -37,13 +37,17 @@ fn backup_spec(args: &BackupArgs) -> KeySpec {
     spec
 }
 
+/// The keys `backup` names, checked: a recipient that does not parse is a
+/// usage error (see `classify`), reported before anything is opened.
+pub(crate) fn backup_keys(args: &BackupArgs) -> Result<KeySpec> {
+    let spec = backup_spec(args);
+    spec.check()?;
+    Ok(spec)
+}
+
 /// Who the backup is encrypted to; the default identity (created on first
 /// use) when no key flag is given.
-pub(crate) fn recipients(args: &BackupArgs) -> Result<Recipients> {
-    let mut spec = backup_spec(args);
-    if let Err(e) = spec.check() {
-        return Err(usage(e.to_string()));
-    }
+pub(crate) fn recipients(mut spec: KeySpec) -> Result<Recipients> {
     if spec.is_empty() {
         let path = defaults::identity_path()?;
         if !path.exists() {
@@ -76,9 +80,13 @@ pub(crate) fn decryptors(
 ) -> Result<Identities> {
     let mut spec = KeySpec::new();
     let pass = passphrase(&args.passphrase);
-    match (&args.identity, &pass) {
-        (Some(file), _) => spec = spec.with_identity_file(file),
-        (None, None) => {
+    match (args.identity.as_slice(), &pass) {
+        ([_, ..], _) => {
+            for file in &args.identity {
+                spec = spec.with_identity_file(file);
+            }
+        }
+        ([], None) => {
             let default = defaults::identity_path()?;
             if default.exists() {
                 spec = spec.with_identity_file(default);
@@ -89,13 +97,13 @@ pub(crate) fn decryptors(
                 );
             } else {
                 bail!(
-                    "no identity to decrypt {what} with: pass --identity FILE (the default, {}, \
+                    "no identity to decrypt {what} with: pass -i FILE (the default, {}, \
                      does not exist)",
                     default.display()
                 );
             }
         }
-        (None, Some(_)) => {}
+        ([], Some(_)) => {}
     }
     if let Some(p) = pass {
         spec = spec.with_passphrase(p);

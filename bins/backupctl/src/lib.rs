@@ -39,29 +39,76 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
         backup_core::Error::Postgres(pg::Error::ToolMissing { .. }) => {
             Some("point --pg-bin (or SHIPSHAPE_PG_BIN) at the directory of the right tools".into())
         }
+        backup_core::Error::RepositoryMissing { .. } => Some(
+            "create it with `backupctl init --repo LOCATION`, or check --repo and SHIPSHAPE_REPO \
+             for a typo"
+                .into(),
+        ),
+        backup_core::Error::WrongKey { .. } => {
+            Some("pass the identity that matches with -i FILE (or the passphrase option)".into())
+        }
+        backup_core::Error::InvalidRecipient { recipient, .. }
+            if recipient.contains('/') || recipient.starts_with('.') =>
+        {
+            Some("-r names a recipient, as in age; the repository is --repo".into())
+        }
+        backup_core::Error::Key { path, .. } if looks_like_a_key(&path.to_string_lossy()) => {
+            Some("-R names a recipients file, as in age; a key itself goes with -r".into())
+        }
         _ => None,
     }
 }
 
-/// Runs one command.
+/// Whether `text` is a public key rather than a file name.
+fn looks_like_a_key(text: &str) -> bool {
+    text.starts_with("age1") || text.starts_with("ssh-")
+}
+
+/// The exit status of the errors that have one of their own: 10 for a
+/// missing repository, 12 for a wrong key.
+pub fn classify(e: &anyhow::Error) -> Option<cli::Status> {
+    let core = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<backup_core::Error>())?;
+    match core {
+        backup_core::Error::RepositoryMissing { .. } => Some(cli::Status::RepositoryMissing),
+        backup_core::Error::WrongKey { .. } => Some(cli::Status::WrongKey),
+        backup_core::Error::InvalidRecipient { .. } => Some(cli::Status::Usage),
+        _ => None,
+    }
+}
+
+/// How results are printed: `--json`, `-q`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Out {
+    /// JSON on standard output.
+    pub json: bool,
+    /// No progress or summaries.
+    pub quiet: bool,
+}
+
+/// Runs one command and returns its exit status.
 ///
 /// # Errors
 ///
 /// Whatever the command fails with; a [`UsageError`] for flags that do not
 /// go together.
-pub async fn run(cli: Cli) -> Result<()> {
-    let quiet = cli.log.quiet;
+pub async fn run(cli: Cli) -> Result<cli::Status> {
+    let out = Out {
+        json: cli.output.json,
+        quiet: cli.log.quiet,
+    };
     match cli.command {
-        Command::Keygen { output } => keygen(output),
-        Command::Backup(args) => backup::backup(args, quiet).await,
+        Command::Init { repo } => init(&repo, out).await,
+        Command::Keygen { output } => keygen(output, out),
+        Command::Backup(args) => backup::backup(args, out).await,
         Command::Import {
             file,
             name,
             keys,
             repo,
-            json,
-        } => backup::import(&repo, &file, name, &keys, json, quiet).await,
-        Command::List { repo, name, json } => list(&repo, name.as_deref(), json).await,
+        } => backup::import(&repo, &file, name, &keys, out).await,
+        Command::List { repo, name } => list(&repo, name.as_deref(), out).await,
         Command::Restore {
             which,
             target,
@@ -69,13 +116,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             pg,
             keys,
             repo,
-        } => restore::restore(&repo, &which, &keys, target, force, &pg, quiet).await,
+        } => restore::restore(&repo, &which, &keys, target, force, &pg, out).await,
         Command::Gc {
             older_than,
             apply,
             repo,
-            json,
-        } => gc(&repo, older_than, apply, json).await,
+        } => gc(&repo, older_than, apply, out).await,
         Command::Verify {
             which,
             restore_test: true,
@@ -83,57 +129,89 @@ pub async fn run(cli: Cli) -> Result<()> {
             pg,
             keys,
             repo,
-            json,
-        } => restore::drill(&repo, &which, &keys, &scratch, &pg, json, quiet).await,
+        } => restore::drill(&repo, &which, &keys, &scratch, &pg, out).await,
         Command::Verify {
-            which,
-            keys,
-            repo,
-            json,
-            ..
-        } => restore::verify(&repo, &which, &keys, json, quiet).await,
-        Command::Prune(args) => jobs::prune(&args).await,
-        Command::Schedule(cmd) => jobs::schedule(&cmd),
-        Command::Run {
-            job,
-            config,
-            drill,
-            json,
-        } => jobs::run(&job, &config, drill, json).await,
+            which, keys, repo, ..
+        } => restore::verify(&repo, &which, &keys, out).await,
+        Command::Prune(args) => jobs::prune(&args, out).await,
+        Command::Schedule(cmd) => jobs::schedule(&cmd, out),
+        Command::Run { job, config, drill } => jobs::run(&job, &config, drill, out).await,
         Command::Daemon { config } => jobs::daemon(&config).await,
         Command::History {
             config,
             job,
             last,
             repo,
-            json,
-        } => jobs::history(config.as_deref(), job.as_deref(), last, &repo, json).await,
+        } => jobs::history(config.as_deref(), job.as_deref(), last, &repo, out).await,
     }
 }
 
-fn keygen(output: Option<PathBuf>) -> Result<()> {
+async fn init(args: &RepoArgs, out: Out) -> Result<cli::Status> {
+    let (repo, location) = open(args).await?;
+    let info = repo.init().await?;
+    if out.json {
+        cli::print_json(
+            &serde_json::json!({ "repository": location, "created": info.created, "version": info.version }),
+        )?;
+    } else {
+        println!("created repository {location}");
+    }
+    Ok(cli::Status::Success)
+}
+
+fn keygen(output: Option<PathBuf>, out: Out) -> Result<cli::Status> {
     let path = match output {
         Some(p) => p,
         None => defaults::identity_path()?,
     };
     let public = keys::keygen(&path)?;
-    eprintln!(
-        "wrote identity {} (mode 0600); its public key:",
-        path.display()
-    );
-    println!("{public}");
-    Ok(())
+    if out.json {
+        cli::print_json(&serde_json::json!({ "identity": path, "recipient": public }))?;
+    } else {
+        eprintln!(
+            "wrote identity {} (mode 0600); its public key:",
+            path.display()
+        );
+        println!("{public}");
+    }
+    Ok(cli::Status::Success)
 }
 
-/// Opens the repository `--repo` (or the default) names: a directory or an
-/// `s3://` location.
+/// Opens the repository `--repo` (or `SHIPSHAPE_REPO`, or the default)
+/// names, and checks that there is one.
 pub(crate) async fn repository(args: &RepoArgs) -> Result<Repository> {
+    let (repo, _) = open(args).await?;
+    repo.check().await?;
+    Ok(repo)
+}
+
+/// Opens the repository a backup goes to: one that must exist, or the
+/// default one, created on first use so that a first backup needs nothing.
+pub(crate) async fn backup_repository(args: &RepoArgs, quiet: bool) -> Result<Repository> {
+    let (repo, location) = open(args).await?;
+    match repo.check().await {
+        Err(backup_core::Error::RepositoryMissing { .. }) if defaults::is_default(args) => {
+            repo.init().await?;
+            if !quiet {
+                eprintln!("created repository {location}");
+            }
+            Ok(repo)
+        }
+        other => other.map(|()| repo).map_err(Into::into),
+    }
+}
+
+/// The repository `--repo` (or `SHIPSHAPE_REPO`, or the default) names, a
+/// directory or an `s3://` location, and the location as text; nothing is
+/// checked or created.
+async fn open(args: &RepoArgs) -> Result<(Repository, String)> {
     let spec = match &args.repo {
         Some(spec) => spec.clone(),
         None => defaults::repo_path()?.into_os_string(),
     };
+    let location = spec.to_string_lossy().into_owned();
     let Some(s3) = spec.to_str().filter(|s| s.starts_with("s3://")) else {
-        return Ok(Repository::local(PathBuf::from(spec)));
+        return Ok((Repository::local(PathBuf::from(spec)), location));
     };
     let location: S3Location = s3
         .parse()
@@ -150,10 +228,10 @@ pub(crate) async fn repository(args: &RepoArgs) -> Result<Repository> {
         ));
     }
     let store = S3Store::connect(location, opts).await?;
-    Ok(Repository::new(Arc::new(store)))
+    Ok((Repository::new(Arc::new(store)), s3.to_owned()))
 }
 
-async fn list(args: &RepoArgs, name: Option<&str>, json: bool) -> Result<()> {
+async fn list(args: &RepoArgs, name: Option<&str>, out: Out) -> Result<cli::Status> {
     let repo = repository(args).await?;
     let listing = repo.list().await?;
     let backups: Vec<&Manifest> = listing
@@ -161,7 +239,7 @@ async fn list(args: &RepoArgs, name: Option<&str>, json: bool) -> Result<()> {
         .iter()
         .filter(|m| name.is_none_or(|n| m.name == n))
         .collect();
-    if json {
+    if out.json {
         cli::print_json(&backups)?;
     } else {
         print!("{}", output::table(&backups));
@@ -172,11 +250,12 @@ async fn list(args: &RepoArgs, name: Option<&str>, json: bool) -> Result<()> {
     if !listing.broken.is_empty() {
         bail!("{} manifest(s) could not be read", listing.broken.len());
     }
-    Ok(())
+    Ok(cli::Status::Success)
 }
 
-/// The backup `which` names.
-pub(crate) async fn find(repo: &Repository, which: &WhichArgs) -> Result<Manifest> {
+/// The backup `which` names, parsed before any repository is opened so
+/// that a usage error is reported as one.
+pub(crate) fn backup_ref(which: &WhichArgs) -> Result<BackupRef> {
     let mut r: BackupRef = which.backup.parse().map_err(usage)?;
     if let Some(name) = &which.name {
         match &mut r {
@@ -184,16 +263,21 @@ pub(crate) async fn find(repo: &Repository, which: &WhichArgs) -> Result<Manifes
             BackupRef::Id(_) => return Err(usage("--name only goes with `latest`")),
         }
     }
-    Ok(repo.find(&r).await?)
+    Ok(r)
 }
 
-async fn gc(repo_args: &RepoArgs, older_than: Duration, apply: bool, json: bool) -> Result<()> {
+async fn gc(
+    repo_args: &RepoArgs,
+    older_than: Duration,
+    apply: bool,
+    out: Out,
+) -> Result<cli::Status> {
     let repo = repository(repo_args).await?;
     let report = repo.gc(older_than, apply).await?;
-    if json {
+    if out.json {
         cli::print_json(&output::gc_json(&report))?;
     } else {
         print!("{}", output::gc_text(&report, older_than));
     }
-    Ok(())
+    Ok(cli::Status::Success)
 }

@@ -12,11 +12,11 @@ fn main() -> ExitCode {
         _ => tracing::Level::WARN,
     };
     let log = cli.log.clone();
+    let json = cli.output.json;
     cli::Main::new()
         .default_level(level)
         .hints(backupctl::hint)
-        .run(&log, async move {
-            backupctl::run(cli).await?;
-            Ok(ExitCode::SUCCESS)
-        })
+        .classify(backupctl::classify)
+        .json(json)
+        .run(&log, async move { Ok(backupctl::run(cli).await?.into()) })
 }

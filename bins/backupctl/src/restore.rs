@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::Result;
 use backup_core::postgres::{PgRestoreOptions, PgTarget};
 use backup_core::{Manifest, Progress, RestoreOptions, RestoreTarget, SourceSpec};
 
 use crate::args::{DecryptArgs, PgRestoreArgs, RepoArgs, WhichArgs};
 use crate::progress::Bar;
-use crate::{find, keys, output, repository, usage};
+use crate::{Out, backup_ref, keys, output, repository, usage};
 
 /// A restore's progress bar, and options that report to it.
 fn restoring(quiet: bool, manifest: &Manifest, force: bool) -> (Arc<Bar>, RestoreOptions) {
@@ -43,10 +43,12 @@ pub(crate) async fn restore(
     target: PathBuf,
     mut force: bool,
     pg: &PgRestoreArgs,
-    quiet: bool,
-) -> Result<()> {
+    out: Out,
+) -> Result<cli::Status> {
+    let quiet = out.quiet || out.json;
+    let which = backup_ref(which)?;
     let repo = repository(repo_args).await?;
-    let manifest = find(&repo, which).await?;
+    let manifest = repo.find(&which).await?;
     let ids = keys::identities(keys, &manifest)?;
     let spec = target.to_str().and_then(|t| t.parse::<SourceSpec>().ok());
     if let Some(SourceSpec::Postgres(database)) = &spec {
@@ -62,7 +64,16 @@ pub(crate) async fn restore(
         for w in &report.warnings {
             eprintln!("warning: {w}");
         }
-        if !quiet {
+        if out.json {
+            cli::print_json(&serde_json::json!({
+                "backup": manifest.id,
+                "target": report.target,
+                "created": report.created,
+                "tool": report.tool,
+                "warnings": report.warnings,
+                "seconds": started.elapsed().as_secs_f64(),
+            }))?;
+        } else if !quiet {
             eprintln!(
                 "restored backup {} into {}{} with {} in {}",
                 manifest.id,
@@ -72,7 +83,11 @@ pub(crate) async fn restore(
                 cli::format_duration(started.elapsed())
             );
         }
-        return Ok(());
+        return Ok(if report.warnings.is_empty() {
+            cli::Status::Success
+        } else {
+            cli::Status::Warnings
+        });
     }
     if let Some(SourceSpec::DockerVolume(v)) = &spec {
         let volume = v.volume.as_str();
@@ -80,15 +95,17 @@ pub(crate) async fn restore(
         let started = Instant::now();
         let result = repo.restore_volume(&manifest, &ids, volume, &opts).await;
         bar.finish();
-        result?;
-        if !quiet {
+        let report = result?;
+        if out.json {
+            cli::print_json(&output::restore_json(&manifest, &report, started.elapsed()))?;
+        } else if !quiet {
             eprintln!(
                 "restored backup {} into Docker volume {volume} in {}",
                 manifest.id,
                 cli::format_duration(started.elapsed())
             );
         }
-        return Ok(());
+        return Ok(cli::Status::Success);
     }
     let target = if target.as_os_str() == "-" {
         if io::stdout().is_terminal() {
@@ -108,7 +125,9 @@ pub(crate) async fn restore(
     let result = repo.restore(&manifest, &ids, target, &opts).await;
     bar.finish();
     let report = result?;
-    if !quiet {
+    if out.json {
+        cli::print_json(&output::restore_json(&manifest, &report, started.elapsed()))?;
+    } else if !quiet {
         eprintln!(
             "restored backup {} ({}{}) to {} in {}",
             manifest.id,
@@ -121,7 +140,7 @@ pub(crate) async fn restore(
             cli::format_duration(started.elapsed())
         );
     }
-    Ok(())
+    Ok(cli::Status::Success)
 }
 
 /// True when `path` is a non-empty directory or a non-empty file.
@@ -150,25 +169,24 @@ pub(crate) async fn verify(
     repo_args: &RepoArgs,
     which: &WhichArgs,
     keys: &DecryptArgs,
-    json: bool,
-    quiet: bool,
-) -> Result<()> {
+    out: Out,
+) -> Result<cli::Status> {
+    let json = out.json;
+    let which = backup_ref(which)?;
     let repo = repository(repo_args).await?;
-    let manifest = find(&repo, which).await?;
+    let manifest = repo.find(&which).await?;
     let ids = keys::identities(keys, &manifest)?;
-    let bar = Bar::new(quiet || json, "verifying");
+    let bar = Bar::new(out.quiet || json, "verifying");
     bar.set_total(manifest.sizes.raw);
     let started = Instant::now();
     let result = repo
         .verify(&manifest, &ids, Arc::clone(&bar) as Arc<dyn Progress>)
         .await;
     bar.finish();
+    let report = result?;
     if json {
-        let value = output::verify_json(&manifest, &result, started.elapsed());
-        cli::print_json(&value)?;
-    }
-    let report = result.map_err(|e| anyhow!(e))?;
-    if !json {
+        cli::print_json(&output::verify_json(&report, started.elapsed()))?;
+    } else {
         println!(
             "ok: backup {} verified: {} stored, {} plaintext{}, SHA-256 digests match ({})",
             report.id,
@@ -181,7 +199,7 @@ pub(crate) async fn verify(
             cli::format_duration(started.elapsed())
         );
     }
-    Ok(())
+    Ok(cli::Status::Success)
 }
 
 pub(crate) async fn drill(
@@ -190,12 +208,13 @@ pub(crate) async fn drill(
     keys: &DecryptArgs,
     scratch: &str,
     pg: &PgRestoreArgs,
-    json: bool,
-    quiet: bool,
-) -> Result<()> {
+    out: Out,
+) -> Result<cli::Status> {
+    let (json, quiet) = (out.json, out.quiet);
     let server = PgTarget::parse(scratch).map_err(|e| usage(format!("--scratch: {e}")))?;
+    let which = backup_ref(which)?;
     let repo = repository(repo_args).await?;
-    let manifest = find(&repo, which).await?;
+    let manifest = repo.find(&which).await?;
     let ids = keys::identities(keys, &manifest)?;
     let bar = Bar::new(quiet || json, "restore drill");
     bar.set_total(manifest.sizes.raw);
@@ -223,15 +242,18 @@ pub(crate) async fn drill(
         );
     }
     if report.passed() {
-        Ok(())
+        Ok(cli::Status::Success)
     } else {
-        bail!(
-            "restore drill of backup {} failed: {} of {} tables differ from the manifest, {} \
-             restore error(s)",
+        // The report (printed above) is the answer; the error is a line
+        // for people.
+        eprintln!(
+            "error: restore drill of backup {} failed: {} of {} tables differ from the \
+             manifest, {} restore error(s)",
             report.id,
             report.failed_tables(),
             report.tables.len(),
             report.restore_errors.len()
-        )
+        );
+        Ok(cli::Status::Failure)
     }
 }

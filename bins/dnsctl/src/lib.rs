@@ -28,8 +28,11 @@ use dns::{Error, RecordType};
 /// Durations are written 90s, 5min, 1h30m or 7d; logs go to standard
 /// error (-v, -q, --log-format json, SHIPSHAPE_LOG).
 ///
-/// Exit status: 0 success (check: every server agrees); 1 failure (check:
-/// a server disagrees, with the status named); 2 usage error.
+/// Exit status: 0 success (check: every server agrees); 1 failure (apply:
+/// the servers did not answer the new values in time); 2 usage error; 4 a
+/// check's answer is no (a server disagrees, with the status named). With
+/// --json a failure prints {"error": {"kind", "status", "message",
+/// "hint"}} on standard output.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -38,6 +41,9 @@ pub struct Cli {
     /// Logging.
     #[command(flatten)]
     pub log: cli::LogArgs,
+    /// Output.
+    #[command(flatten)]
+    pub output: cli::OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,9 +85,6 @@ enum Command {
     Plan {
         #[command(flatten)]
         files: Files,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Applies the plan, then asks the authoritative servers until they
     /// answer the new values (exit 1 if they do not in time).
@@ -96,9 +99,6 @@ enum Command {
         /// marker says are ours.
         #[arg(long)]
         force: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -122,9 +122,6 @@ struct Question {
     /// How long to wait for each server (all are asked at once).
     #[arg(long, default_value = "2s", value_parser = cli::parse_duration)]
     timeout: Duration,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 impl Question {
@@ -156,8 +153,8 @@ impl Question {
     }
 
     /// Prints the report; the exit code it means.
-    fn print(&self, report: &Report) -> anyhow::Result<ExitCode> {
-        if self.json {
+    fn print(&self, report: &Report, json: bool) -> anyhow::Result<ExitCode> {
+        if json {
             cli::print_json(report)?;
         } else {
             let agree = report.servers.iter().filter(|s| s.agrees).count();
@@ -180,7 +177,7 @@ impl Question {
         Ok(if report.ok {
             cli::exit::SUCCESS
         } else {
-            cli::exit::FAILURE
+            cli::exit::check_failed()
         })
     }
 }
@@ -235,6 +232,7 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
 ///
 /// When a check cannot run, a file cannot be read, or the provider fails.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.output.json;
     match cli.command {
         Command::Check {
             question,
@@ -250,7 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 question.resolvers()
             };
             let report = check(&question.check()?, &servers).await?;
-            question.print(&report)
+            question.print(&report, json)
         }
         Command::Propagation {
             question,
@@ -271,9 +269,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let report = check_all(&check, &groups).await?;
                 let elapsed = started.elapsed();
                 if report.ok || elapsed >= wait {
-                    return question.print(&report);
+                    return question.print(&report, json);
                 }
-                if !question.json {
+                if !json {
                     let agree = report.servers.iter().filter(|s| s.agrees).count();
                     eprintln!(
                         "{agree}/{} servers agree after {}; asking again",
@@ -284,7 +282,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tokio::time::sleep(interval.min(wait - elapsed)).await;
             }
         }
-        Command::Plan { files, json } => {
+        Command::Plan { files } => {
             let (records, config) = files.load()?;
             let existing = config.provider.list(&records.zone).await?;
             let plan = plan(&records, &existing);
@@ -299,7 +297,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             verify_timeout,
             force,
-            json,
         } => {
             let (records, config) = files.load()?;
             let existing = config.provider.list(&records.zone).await?;

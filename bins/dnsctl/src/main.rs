@@ -9,5 +9,6 @@ fn main() -> ExitCode {
     let log = cli.log.clone();
     cli::Main::new()
         .hints(dnsctl::hint)
+        .json(cli.output.json)
         .run(&log, dnsctl::run(cli))
 }

@@ -16,8 +16,9 @@ use limitsctl::{Source, rules, table};
 /// files; logs go to standard error (-v, -q, --log-format json,
 /// SHIPSHAPE_LOG).
 ///
-/// Exit status: 0 success (drift: none); 1 failure (drift: differences
-/// found; apply: a change did not hold); 2 usage error.
+/// Exit status: 0 success (drift: none); 1 failure (apply: a change did
+/// not hold); 2 usage error; 4 drift found. With --json a failure prints
+/// {"error": {"kind", "status", "message", "hint"}} on standard output.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -25,6 +26,8 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     log: cli::LogArgs,
+    #[command(flatten)]
+    output: cli::OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,7 +43,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Exits 1 when any container's limits differ from the file (for cron
+    /// Exits 4 when any container's limits differ from the file (for cron
     /// and CI), naming each container and setting.
     Drift(Common),
 }
@@ -60,9 +63,6 @@ struct Files {
 struct Common {
     #[command(flatten)]
     files: Files,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 impl Common {
@@ -78,7 +78,10 @@ impl Common {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log.clone();
-    cli::Main::new().hints(limitsctl::hint).run(&log, run(cli))
+    cli::Main::new()
+        .hints(limitsctl::hint)
+        .json(cli.output.json)
+        .run(&log, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -87,11 +90,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let rules = rules(common.source())?;
     let engine = Engine::connect().await?;
+    let json = cli.output.json;
     match cli.command {
-        Command::Plan(ref c) | Command::Drift(ref c) => {
+        Command::Plan(_) | Command::Drift(_) => {
             let drift = matches!(cli.command, Command::Drift(_));
             let changes = engine.plan(&rules).await?;
-            if c.json {
+            if json {
                 cli::print_json(&changes)?;
             } else if changes.is_empty() {
                 println!("no changes: every container has its declared limits");
@@ -99,15 +103,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", table(&changes));
             }
             Ok(if drift && !changes.is_empty() {
-                cli::exit::FAILURE
+                cli::exit::check_failed()
             } else {
                 cli::exit::SUCCESS
             })
         }
-        Command::Apply { common, force } => {
+        Command::Apply { force, .. } => {
             let outcomes = engine.apply(&rules, force).await?;
             let held = outcomes.iter().all(|o| o.remaining.is_empty());
-            if common.json {
+            if json {
                 cli::print_json(&outcomes)?;
             } else if outcomes.is_empty() {
                 println!("no changes: every container has its declared limits");

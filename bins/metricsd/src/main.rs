@@ -18,8 +18,9 @@ use clap::{Parser, Subcommand};
 /// to standard error (-v, -q, --log-format json, SHIPSHAPE_LOG; info by
 /// default).
 ///
-/// Exit status: 0 success (check: everything up); 1 failure (check:
-/// something down); 2 usage error.
+/// Exit status: 0 success (check: everything up); 1 failure; 2 usage
+/// error; 4 check: something down. With --json a failure prints
+/// {"error": {"kind", "status", "message", "hint"}} on standard output.
 ///
 /// Example: metricsd --config /etc/shipshape/metricsd.toml
 #[derive(Debug, Parser)]
@@ -42,17 +43,15 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     log: cli::LogArgs,
+    #[command(flatten)]
+    output: cli::OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs every collector and probe once and exits 0 when all are up,
-    /// 1 otherwise: a smoke test after a deploy.
-    Check {
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// 4 otherwise: a smoke test after a deploy.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +60,7 @@ fn main() -> ExitCode {
     cli::Main::new()
         .default_level(tracing::Level::INFO)
         .max_blocking_threads(4)
+        .json(cli.output.json)
         .run(&log, run(cli))
 }
 
@@ -71,9 +71,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ));
     };
     let (mut server, config) = metricsd::load(&path)?;
-    if let Some(Command::Check { json }) = cli.command {
+    if let Some(Command::Check) = cli.command {
         let report = metricsd::check(&config).await?;
-        if json {
+        if cli.output.json {
             cli::print_json(&report)?;
         } else {
             print!("{report}");
@@ -81,7 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(if report.ok {
             cli::exit::SUCCESS
         } else {
-            cli::exit::FAILURE
+            cli::exit::check_failed()
         });
     }
     if let Some(listen) = cli.listen {

@@ -60,6 +60,24 @@ pub enum Error {
         problem: String,
     },
 
+    /// There is no repository at the location: no format record and no
+    /// backups. Create one first (a typo in a location would otherwise
+    /// start a new, empty repository, or list "no backups").
+    #[error("there is no Shipshape repository in {location}; create one there first")]
+    RepositoryMissing {
+        /// The store, as [`Store::describe`](crate::Store::describe) says.
+        location: String,
+    },
+
+    /// A repository exists already where one was to be created.
+    #[error("{location} is a Shipshape repository already (created {created})")]
+    RepositoryExists {
+        /// The store, as [`Store::describe`](crate::Store::describe) says.
+        location: String,
+        /// When it was created.
+        created: chrono::DateTime<chrono::Utc>,
+    },
+
     /// No backup with this id (or no backup at all for `latest`).
     #[error("backup `{id}` not found in {store}{hint}")]
     BackupNotFound {

@@ -1,9 +1,9 @@
 //! Keys: who can decrypt a backup ([`Recipients`]) and what decrypts it
 //! ([`Identities`]).
 //!
-//! Backups are encrypted with [age]: to one or more X25519 public keys
-//! (`age1...`), so the machine making backups needs only public keys, or to
-//! a passphrase. Identity files use age's format, so `age-keygen` output works
+//! Backups are encrypted with [age]: to one or more public keys — age's
+//! X25519 keys (`age1...`) or SSH keys (`ssh-ed25519`, `ssh-rsa`) — so the
+//! machine making backups needs only public keys, or to a passphrase. Identity files use age's format, so `age-keygen` output works
 //! here and `backupctl keygen` output works with `age -d -i`.
 //!
 //! Secrets never appear in `Debug` output or error messages, and identity
@@ -24,7 +24,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use age::secrecy::{ExposeSecret, SecretString};
-use age::x25519;
+use age::{ssh, x25519};
 
 use crate::error::{Error, Result};
 
@@ -32,17 +32,104 @@ mod spec;
 
 pub use spec::KeySpec;
 
+/// A public key a backup can be encrypted to: an age X25519 key
+/// (`age1...`) or an SSH key (`ssh-ed25519 AAAA...`, `ssh-rsa AAAA...`),
+/// as age takes them. Its text form is the one users write and manifests
+/// record.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum PublicKey {
+    /// An age X25519 key.
+    X25519(x25519::Recipient),
+    /// An SSH ed25519 or RSA public key.
+    Ssh(Box<ssh::Recipient>),
+}
+
+impl PublicKey {
+    /// The age crate's recipient.
+    fn age_recipient(&self) -> Box<dyn age::Recipient> {
+        match self {
+            PublicKey::X25519(k) => Box::new(k.clone()),
+            PublicKey::Ssh(k) => Box::new((**k).clone()),
+        }
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublicKey::X25519(k) => write!(f, "{k}"),
+            // Without the comment: the key itself, as manifests record it.
+            PublicKey::Ssh(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for PublicKey {}
+
+impl From<x25519::Recipient> for PublicKey {
+    fn from(k: x25519::Recipient) -> Self {
+        PublicKey::X25519(k)
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = Error;
+
+    /// `age1...`, or an SSH public key line (`ssh-ed25519 AAAA... comment`).
+    fn from_str(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let invalid = |reason: &str| Error::InvalidRecipient {
+            recipient: text.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if text.starts_with("ssh-") {
+            use age::ssh::ParseRecipientKeyError as P;
+            return match ssh::Recipient::from_str(text) {
+                Ok(k) => Ok(PublicKey::Ssh(Box::new(k))),
+                Err(P::RsaModulusTooSmall) => {
+                    Err(invalid("RSA keys under 2048 bits are too weak for age"))
+                }
+                Err(P::RsaModulusTooLarge) => {
+                    Err(invalid("the RSA key is larger than age supports"))
+                }
+                Err(P::Unsupported(kind)) => Err(invalid(&format!(
+                    "{kind} keys are not supported (age takes ssh-ed25519 and ssh-rsa)"
+                ))),
+                Err(_) => Err(invalid(
+                    "not an SSH public key (ssh-ed25519 AAAA... or ssh-rsa AAAA...)",
+                )),
+            };
+        }
+        x25519::Recipient::from_str(text)
+            .map(PublicKey::X25519)
+            .map_err(|reason| {
+                invalid(&format!(
+                    "{reason} (a recipient is an age key, age1..., or an SSH public key, \
+                     ssh-ed25519 AAAA...)"
+                ))
+            })
+    }
+}
+
 /// Who can decrypt a backup.
 #[derive(Clone)]
 pub enum Recipients {
-    /// Anyone holding the identity of one of these X25519 public keys.
-    Keys(Vec<x25519::Recipient>),
+    /// Anyone holding the private key of one of these public keys.
+    Keys(Vec<PublicKey>),
     /// Anyone knowing this passphrase (scrypt-protected file key).
     Passphrase(SecretString),
 }
 
 impl Recipients {
-    /// Parses `age1...` public keys. At least one is required.
+    /// Parses public keys: `age1...` or SSH (`ssh-ed25519 AAAA...`,
+    /// `ssh-rsa AAAA...`). At least one is required.
     ///
     /// # Errors
     ///
@@ -51,20 +138,19 @@ impl Recipients {
     pub fn parse<S: AsRef<str>>(keys: impl IntoIterator<Item = S>) -> Result<Self> {
         let keys = keys
             .into_iter()
-            .map(|k| {
-                let k = k.as_ref().trim();
-                x25519::Recipient::from_str(k).map_err(|reason| Error::InvalidRecipient {
-                    recipient: k.to_owned(),
-                    reason: reason.to_owned(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .map(|k| k.as_ref().parse())
+            .collect::<Result<Vec<PublicKey>>>()?;
         if keys.is_empty() {
             return Err(Error::Keys {
                 problem: "at least one recipient is required".into(),
             });
         }
         Ok(Recipients::Keys(keys))
+    }
+
+    /// Encrypt to these X25519 keys.
+    pub fn x25519(keys: impl IntoIterator<Item = x25519::Recipient>) -> Self {
+        Recipients::Keys(keys.into_iter().map(PublicKey::X25519).collect())
     }
 
     /// Encrypt to a passphrase instead of public keys.
@@ -88,10 +174,7 @@ impl Recipients {
     /// The recipients as the age crate takes them.
     pub(crate) fn age_recipients(&self) -> Vec<Box<dyn age::Recipient>> {
         match self {
-            Recipients::Keys(keys) => keys
-                .iter()
-                .map(|k| Box::new(k.clone()) as Box<dyn age::Recipient>)
-                .collect(),
+            Recipients::Keys(keys) => keys.iter().map(PublicKey::age_recipient).collect(),
             Recipients::Passphrase(p) => vec![Box::new(age::scrypt::Recipient::new(p.clone()))],
         }
     }
@@ -106,21 +189,40 @@ impl fmt::Debug for Recipients {
     }
 }
 
-/// What can decrypt backups: X25519 identities and/or a passphrase.
+/// One private key.
+#[derive(Clone)]
+enum PrivateKey {
+    X25519(x25519::Identity),
+    /// An unencrypted SSH key, and its public key.
+    Ssh(Box<ssh::Identity>, PublicKey),
+}
+
+impl PrivateKey {
+    fn public(&self) -> PublicKey {
+        match self {
+            PrivateKey::X25519(k) => PublicKey::X25519(k.to_public()),
+            PrivateKey::Ssh(_, public) => public.clone(),
+        }
+    }
+}
+
+/// What can decrypt backups: age X25519 identities, SSH private keys
+/// and/or a passphrase.
 #[derive(Clone, Default)]
 pub struct Identities {
-    keys: Vec<x25519::Identity>,
+    keys: Vec<PrivateKey>,
     passphrase: Option<SecretString>,
 }
 
 impl Identities {
-    /// Reads an age identity file (`AGE-SECRET-KEY-1...` lines, `#` comments),
-    /// refusing it when group or others can read it.
+    /// Reads an identity file — age identities (`AGE-SECRET-KEY-1...`
+    /// lines, `#` comments) or an unencrypted SSH private key (ed25519 or
+    /// RSA) — refusing it when group or others can read it.
     ///
     /// # Errors
     ///
     /// [`Error::Secret`] when the file cannot be read or is not private,
-    /// [`Error::Key`] when a line is not an identity.
+    /// [`Error::Key`] when it holds no usable identity.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = settings::secret::read_file(path)?;
         Self::parse(text.expose_secret()).map_err(|problem| Error::Key {
@@ -129,13 +231,18 @@ impl Identities {
         })
     }
 
-    /// Parses the text of an age identity file. The error names the line but
-    /// never repeats its content, which may be secret.
+    /// Parses the text of an identity file: age identities or an SSH
+    /// private key. The error names the line but never repeats its
+    /// content, which may be secret.
     ///
     /// # Errors
     ///
-    /// When a line is not an identity, or there is none.
+    /// When a line is not an identity, there is none, or an SSH key is
+    /// passphrase-protected or of a kind age does not take.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        if text.trim_start().starts_with("-----BEGIN") {
+            return Self::parse_ssh(text);
+        }
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -144,11 +251,12 @@ impl Identities {
             }
             let key = x25519::Identity::from_str(line).map_err(|_| {
                 format!(
-                    "line {} is not an age X25519 identity (expected AGE-SECRET-KEY-1...)",
+                    "line {} is not an age X25519 identity (expected AGE-SECRET-KEY-1..., \
+                     or an SSH private key)",
                     n + 1
                 )
             })?;
-            keys.push(key);
+            keys.push(PrivateKey::X25519(key));
         }
         if keys.is_empty() {
             return Err("contains no identity (expected an AGE-SECRET-KEY-1... line)".into());
@@ -159,10 +267,38 @@ impl Identities {
         })
     }
 
+    /// An SSH private key in OpenSSH or PEM form.
+    fn parse_ssh(text: &str) -> std::result::Result<Self, String> {
+        let key = ssh::Identity::from_buffer(text.as_bytes(), None)
+            .map_err(|_| "is not an SSH private key age can read (ed25519 or RSA)".to_owned())?;
+        match &key {
+            ssh::Identity::Unencrypted(_) => {}
+            ssh::Identity::Encrypted(_) => {
+                return Err("is a passphrase-protected SSH key; give a copy without a \
+                            passphrase (ssh-keygen -p -N '' -f COPY), kept private"
+                    .into());
+            }
+            ssh::Identity::Unsupported(_) => {
+                return Err(
+                    "is an SSH key of a kind age does not take (ed25519 and RSA only)".into(),
+                );
+            }
+        }
+        let public = ssh::Recipient::try_from(key.clone())
+            .map_err(|_| "is an SSH key whose public key age cannot use".to_owned())?;
+        Ok(Identities {
+            keys: vec![PrivateKey::Ssh(
+                Box::new(key),
+                PublicKey::Ssh(Box::new(public)),
+            )],
+            passphrase: None,
+        })
+    }
+
     /// Identities holding just this key.
     pub fn from_key(key: x25519::Identity) -> Self {
         Identities {
-            keys: vec![key],
+            keys: vec![PrivateKey::X25519(key)],
             passphrase: None,
         }
     }
@@ -193,9 +329,9 @@ impl Identities {
         self
     }
 
-    /// The public keys of the X25519 identities.
-    pub fn recipients(&self) -> Vec<x25519::Recipient> {
-        self.keys.iter().map(x25519::Identity::to_public).collect()
+    /// The public keys of the identities.
+    pub fn recipients(&self) -> Vec<PublicKey> {
+        self.keys.iter().map(PrivateKey::public).collect()
     }
 
     /// True when there is nothing to decrypt with.
@@ -204,11 +340,11 @@ impl Identities {
     }
 
     /// Just the identity whose public key is `key` (no passphrase).
-    pub(crate) fn only(&self, key: &x25519::Recipient) -> Identities {
+    pub(crate) fn only(&self, key: &PublicKey) -> Identities {
         let keys = self
             .keys
             .iter()
-            .filter(|k| k.to_public().to_string() == key.to_string())
+            .filter(|k| k.public() == *key)
             .cloned()
             .collect();
         Identities {
@@ -220,7 +356,10 @@ impl Identities {
     pub(crate) fn age_identities(&self) -> Vec<Box<dyn age::Identity + Send + Sync>> {
         let mut out: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
         for key in &self.keys {
-            out.push(Box::new(key.clone()));
+            match key {
+                PrivateKey::X25519(k) => out.push(Box::new(k.clone())),
+                PrivateKey::Ssh(k, _) => out.push(Box::new((**k).clone())),
+            }
         }
         if let Some(p) = &self.passphrase {
             out.push(Box::new(age::scrypt::Identity::new(p.clone())));

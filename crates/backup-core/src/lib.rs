@@ -40,7 +40,7 @@
 //!
 //! // The backup host needs only the public key.
 //! let key = keys::generate();
-//! let recipients = Recipients::Keys(vec![key.to_public()]);
+//! let recipients = Recipients::x25519([key.to_public()]);
 //!
 //! let repo = Repository::new(Arc::new(MemoryStore::new()));
 //! let manifest = repo
@@ -87,6 +87,7 @@ pub use manifest::{BackupId, Manifest};
 pub use ops::backup::BackupOptions;
 pub use ops::gc::GcReport;
 pub use ops::history::{HISTORY_PREFIX, Outcome, RunKind, RunRecord, check_job_name};
+pub use ops::init::{FORMAT_KEY, RepositoryInfo};
 pub use ops::list::{BackupRef, Listing};
 pub use ops::restore::{RestoreOptions, RestoreReport, RestoreTarget};
 pub use ops::verify::VerifyReport;

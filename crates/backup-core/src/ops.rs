@@ -1,5 +1,5 @@
 //! The operations on a repository, one file each with its options and its
-//! report: [`backup`], [`import`], [`list`] (and finding backups),
+//! report: [`init`], [`backup`], [`import`], [`list`] (and finding backups),
 //! [`restore`], [`verify`], [`prune`], [`gc`] and [`history`].
 //!
 //! Each works on a [`Store`](crate::Store) and never on the
@@ -11,6 +11,7 @@ pub(crate) mod backup;
 pub(crate) mod gc;
 pub(crate) mod history;
 pub(crate) mod import;
+pub(crate) mod init;
 pub(crate) mod list;
 pub(crate) mod prune;
 pub(crate) mod restore;

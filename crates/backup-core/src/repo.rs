@@ -1,7 +1,7 @@
 //! A repository: backups and their manifests in a [`Store`], and
 //! everything that can be done with them.
 //!
-//! Layout: `data/ID.tar.zst.age` or `data/ID.zst.age` (the age-encrypted
+//! Layout: the format record `shipshape-repository.json`, `data/ID.tar.zst.age` or `data/ID.zst.age` (the age-encrypted
 //! zstd stream), then `manifests/ID.json`, written last, and the jobs' run
 //! history under `history/JOB/`. This file is the whole public face of a
 //! repository; each method's work is in its own file under `ops/` (and
@@ -19,10 +19,11 @@ use crate::manifest::Manifest;
 use crate::ops::backup::BackupOptions;
 use crate::ops::gc::GcReport;
 use crate::ops::history::RunRecord;
+use crate::ops::init::RepositoryInfo;
 use crate::ops::list::{BackupRef, Listing};
 use crate::ops::restore::{RestoreOptions, RestoreReport, RestoreTarget};
 use crate::ops::verify::VerifyReport;
-use crate::ops::{backup, gc, history, import, list, prune, restore, verify};
+use crate::ops::{backup, gc, history, import, init, list, prune, restore, verify};
 use crate::progress::Progress;
 use crate::retention::{Policy, PrunePlan};
 use crate::source::Source;
@@ -72,6 +73,40 @@ impl Repository {
         crate::store::open_with(location, s3)
             .await
             .map(Repository::new)
+    }
+
+    /// Creates the repository: writes its format record. A location that
+    /// has backups from before format records existed is adopted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RepositoryExists`](crate::Error::RepositoryExists) when
+    /// there is a repository already, or a store failure.
+    pub async fn init(&self) -> Result<RepositoryInfo> {
+        init::init(self.store.as_ref()).await
+    }
+
+    /// Succeeds when there is a repository here (a format record, or
+    /// backups made before records existed). Call it before working on a
+    /// location a user typed: a backup into a mistyped location would
+    /// otherwise start a new, empty repository, and a listing would say
+    /// "no backups".
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RepositoryMissing`](crate::Error::RepositoryMissing), a
+    /// damaged or newer format record, or a store failure.
+    pub async fn check(&self) -> Result<()> {
+        init::check(self.store.as_ref()).await
+    }
+
+    /// The format record, when the repository has one.
+    ///
+    /// # Errors
+    ///
+    /// A damaged or newer format record, or a store failure.
+    pub async fn info(&self) -> Result<Option<RepositoryInfo>> {
+        init::read(self.store.as_ref()).await
     }
 
     /// The underlying store.

@@ -135,8 +135,7 @@ mod tests {
         };
         let compressed = compress(&data, &opts).expect("compress");
         let key = crate::keys::generate();
-        let sealed =
-            encrypt(&compressed, &Recipients::Keys(vec![key.to_public()])).expect("encrypt");
+        let sealed = encrypt(&compressed, &Recipients::x25519([key.to_public()])).expect("encrypt");
         let opened = decrypt(&sealed, &Identities::from_key(key)).expect("decrypt");
         assert_eq!(decompress(&opened).expect("decompress"), data);
     }

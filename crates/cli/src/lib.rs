@@ -3,8 +3,11 @@
 //!
 //! - start-up: [`Main`] builds the runtime, sets up logging, runs the
 //!   command and turns its result into an exit status;
-//! - exit statuses ([`exit`]): 0 success, 1 failure (or a negative
-//!   answer: drift found, a server that disagrees), 2 a usage error;
+//! - exit statuses ([`exit`]): 0 success, 1 failure, 2 a usage error,
+//!   3 done with warnings, 4 a check's negative answer (drift found, a
+//!   server that disagrees), 10 no repository, 12 wrong key, 130
+//!   interrupted; with `--json` ([`OutputArgs`]) a failure is one JSON
+//!   object with its kind;
 //! - logging ([`LogArgs`]): `-v`/`-q`, `--log-format text|json`, and one
 //!   variable, `SHIPSHAPE_LOG`, with `tracing`'s filter syntax;
 //! - tables ([`Table`]) that line up whatever the characters;
@@ -42,7 +45,7 @@ pub mod exit;
 mod log;
 mod table;
 
-pub use exit::{UsageError, usage};
+pub use exit::{Interrupted, Status, UsageError, usage};
 pub use log::{LOG_VAR, LogArgs, LogFormat};
 pub use table::Table;
 
@@ -53,6 +56,8 @@ pub struct Main {
     default_level: tracing::Level,
     max_blocking_threads: Option<usize>,
     hint: Option<fn(&anyhow::Error) -> Option<String>>,
+    classify: Option<fn(&anyhow::Error) -> Option<Status>>,
+    json: bool,
 }
 
 impl Default for Main {
@@ -68,6 +73,8 @@ impl Main {
             default_level: tracing::Level::WARN,
             max_blocking_threads: None,
             hint: None,
+            classify: None,
+            json: false,
         }
     }
 
@@ -96,10 +103,28 @@ impl Main {
         self
     }
 
+    /// Gives errors the binary's libraries know their own exit status
+    /// (a repository that is missing: 10, a wrong key: 12); the rest are
+    /// classified as [`exit::status_of`] says.
+    #[must_use]
+    pub fn classify(mut self, classify: fn(&anyhow::Error) -> Option<Status>) -> Self {
+        self.classify = Some(classify);
+        self
+    }
+
+    /// Reports a failure as one JSON object on standard output (as well
+    /// as the text on standard error): what `--json` asks for.
+    #[must_use]
+    pub fn json(mut self, json: bool) -> Self {
+        self.json = json;
+        self
+    }
+
     /// Sets up logging, runs `command` on a new runtime and returns its
     /// exit status; an error is printed as `error: ...` on standard error
-    /// (with a `hint: ...` line when [`hints`](Self::hints) has one) with
-    /// exit status 1, or 2 when it is a [`UsageError`].
+    /// (with a `hint: ...` line when [`hints`](Self::hints) has one), and
+    /// with [`json`](Self::json) as [`exit::error_json`] on standard
+    /// output, with the status [`exit::status_of`] gives it.
     pub fn run<F>(self, log: &LogArgs, command: F) -> ExitCode
     where
         F: Future<Output = anyhow::Result<ExitCode>>,
@@ -124,14 +149,30 @@ impl Main {
         match result {
             Ok(code) => code,
             Err(e) => {
+                let status = exit::status_of(&e, self.classify);
+                let hint = self.hint.and_then(|h| h(&e));
                 eprintln!("error: {e:#}");
-                if let Some(hint) = self.hint.and_then(|h| h(&e)) {
+                if let Some(hint) = &hint {
                     eprintln!("hint: {hint}");
                 }
-                exit::code(&e)
+                if self.json {
+                    // Standard output may be gone; the text above stands.
+                    let _ = print_json(&exit::error_json(status, &e, hint.as_deref()));
+                }
+                status.into()
             }
         }
     }
+}
+
+/// The output flag every binary takes: `--json`, on every command.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct OutputArgs {
+    /// Print results as JSON on standard output (pretty-printed; nothing
+    /// else goes there); a failure prints one object
+    /// `{"error": {"kind", "status", "message", "hint"}}`.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 /// Parses a duration flag (`90s`, `5min`, `1h30m`, `7d`): humantime's

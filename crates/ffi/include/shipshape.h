@@ -51,6 +51,14 @@ const char *shipshape_last_error(void);
 // `s` is null or a string this library returned and not yet freed.
 void shipshape_string_free(char *s);
 
+// Creates a repository at `repo` (a directory, or `s3://bucket/prefix`):
+// every other call refuses a location with no repository, as
+// `backupctl` does. Fails when there is one already.
+//
+// # Safety
+// `repo` is null or a NUL-terminated string.
+int shipshape_init(const char *repo);
+
 // Writes a new age identity to `identity_path` (mode 0600; an existing
 // file is refused) and its recipient (`age1...`) to `*recipient`.
 //

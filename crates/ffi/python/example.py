@@ -34,6 +34,9 @@ with open(f"{work}/data/notes.txt", "w") as f:
     f.write("hello from Python\n")
 
 print("libshipshape", lib.shipshape_version().decode())
+# Every call but this one refuses a location with no repository.
+if lib.shipshape_init(f"{work}/repo".encode()) < 0:
+    raise RuntimeError(lib.shipshape_last_error().decode())
 _, recipient = call(lib.shipshape_keygen, f"{work}/identity.txt".encode())
 options = json.dumps({"recipients": [recipient], "name": "py"}).encode()
 _, manifest = call(lib.shipshape_backup_path, f"{work}/repo".encode(), f"{work}/data".encode(), options)

@@ -10,7 +10,9 @@ mod dns;
 
 mod rate;
 
-pub use backups::{shipshape_backup, shipshape_backup_fd, shipshape_backup_path, shipshape_keygen};
+pub use backups::{
+    shipshape_backup, shipshape_backup_fd, shipshape_backup_path, shipshape_init, shipshape_keygen,
+};
 pub use dns::shipshape_dns_check;
 pub use metrics::{
     SHIPSHAPE_FORMAT_JSON, SHIPSHAPE_FORMAT_OPENMETRICS, SHIPSHAPE_FORMAT_PROMETHEUS,

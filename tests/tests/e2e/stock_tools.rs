@@ -36,7 +36,7 @@ fn key_file(dir: &std::path::Path) -> (Recipients, Identities, std::path::PathBu
     let path = dir.join("identity.txt");
     keys::write_identity_file(&path, &key).expect("identity file");
     (
-        Recipients::Keys(vec![key.to_public()]),
+        Recipients::x25519([key.to_public()]),
         Identities::from_key(key),
         path,
     )

@@ -116,7 +116,7 @@ fn a_volume_round_trips_byte_for_byte_with_labelled_containers_stopped() {
     let (source, label) = (vol.volume.clone(), vol.label.clone());
 
     let s = Sandbox::new();
-    let repo = s.path("repo");
+    let repo = s.repo("repo");
     let id = s.ok([
         "backup",
         format!("docker-volume:{source}").as_str(),
@@ -199,6 +199,7 @@ fn a_job_backs_up_a_volume_to_a_recipients_file_with_labelled_containers_stopped
     ]);
     std::fs::write(s.path("recipients.txt"), format!("# ops\n{public}")).expect("recipients");
     let config = s.path("backup.toml");
+    s.repo("repo");
     std::fs::write(
         &config,
         format!(

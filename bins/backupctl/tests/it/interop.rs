@@ -28,7 +28,7 @@ fn stock_tools_restore_a_directory_backup() {
         OsStr::new("--output"),
         key.as_os_str(),
     ]);
-    let repo = sb.path("repo");
+    let repo = sb.repo("repo");
     sb.ok([
         OsStr::new("backup"),
         src.as_os_str(),
@@ -61,7 +61,7 @@ fn stock_tools_restore_a_raw_backup() {
         .map(|i| b"INSERT 42;\n"[(i % 11) as usize])
         .collect();
     fs::write(&file, &body).expect("write");
-    let repo = sb.path("repo");
+    let repo = sb.repo("repo");
     sb.ok([
         OsStr::new("backup"),
         file.as_os_str(),
@@ -96,7 +96,7 @@ fn backupctl_restores_what_stock_tools_made() {
         key.display(),
         archive.display()
     ));
-    let repo = sb.path("repo");
+    let repo = sb.repo("repo");
     let id = sb.ok([
         OsStr::new("import"),
         archive.as_os_str(),
@@ -186,7 +186,7 @@ fn incremental_chains_restore_with_backupctl_and_with_stock_tools() {
         filetime::FileTime::from_unix_time(1_600_000_000, 0),
     )
     .expect("mtime");
-    let repo = sb.path("repo");
+    let repo = sb.repo("repo");
     let backup = |extra: &[&str]| {
         let mut args = vec![
             OsStr::new("backup"),

@@ -10,6 +10,7 @@ use crate::Sandbox;
 
 fn config(sb: &Sandbox, jobs: &str) -> String {
     let path = sb.path("backup.toml");
+    sb.repo("repo");
     sb.ok([
         "keygen",
         "--output",
@@ -111,7 +112,7 @@ fn restic_keeps(times: &[DateTime<Utc>], zone: &Tz, rules: &[(usize, &str)]) -> 
 #[test]
 fn prune_keeps_exactly_what_restic_keeps() {
     let sb = Sandbox::new();
-    let repo = sb.path("repo");
+    let repo = sb.repo("repo");
     let repo = repo.to_str().expect("utf-8");
     let start = Utc
         .with_ymd_and_hms(2026, 9, 1, 8, 0, 0)

@@ -105,7 +105,7 @@ fn passphrases_come_from_the_environment_or_a_file() {
         .env("P", "not-the-passphrase")
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(12), "a wrong key: {}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot be decrypted"),
         "{}",
@@ -204,6 +204,7 @@ fn recipients_files_on_the_command_line_and_passphrases_in_a_job() {
     fs::write(&pass, format!("{secret}\n")).expect("write");
     fs::set_permissions(&pass, fs::Permissions::from_mode(0o600)).expect("chmod");
     let config = sb.path("backup.toml");
+    sb.repo("job-repo");
     fs::write(
         &config,
         format!(

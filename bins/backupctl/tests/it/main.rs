@@ -19,6 +19,7 @@ mod keys;
 mod postgres;
 mod robustness;
 mod s3;
+mod traps;
 
 /// A sandbox: its own HOME (so default paths land inside it) and scratch
 /// space.
@@ -35,6 +36,13 @@ impl Sandbox {
 
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// A new repository at `rel`, made with `backupctl init`.
+    pub(crate) fn repo(&self, rel: &str) -> PathBuf {
+        let repo = self.path(rel);
+        self.ok([OsStr::new("init"), OsStr::new("--repo"), repo.as_os_str()]);
+        repo
     }
 
     /// `backupctl ARGS` with a clean environment.
@@ -300,7 +308,7 @@ fn stdin_and_command_sources() {
 #[test]
 fn duration_and_size_flags_take_the_one_grammar() {
     let sb = Sandbox::new();
-    let repo = sb.path("repo");
+    let repo = sb.repo("repo");
     let repo = repo.to_str().unwrap_or_default();
     let json = sb.ok(["gc", "--repo", repo, "--older-than", "1h30m", "--json"]);
     assert!(json.contains("\"applied\": false"), "{json}");
@@ -316,7 +324,7 @@ fn duration_and_size_flags_take_the_one_grammar() {
 }
 
 #[test]
-fn usage_errors_exit_2_and_failures_exit_1() {
+fn usage_errors_exit_2_and_failures_exit_1_or_their_own_code() {
     let sb = Sandbox::new();
     for args in [
         vec!["backup"],
@@ -328,6 +336,12 @@ fn usage_errors_exit_2_and_failures_exit_1() {
         let out = sb.run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
     }
+    // No repository yet: exit 10, and the hint says how to make one.
+    let out = sb.run(["restore", "20260101T000000Z-00000000", "--target", "x"]);
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    assert!(text(&out).contains("backupctl init"), "{}", text(&out));
+    let src = sb.tricky_tree("src");
+    sb.ok([OsStr::new("backup"), src.as_os_str(), OsStr::new("-q")]);
     let out = sb.run(["restore", "20260101T000000Z-00000000", "--target", "x"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

@@ -11,7 +11,7 @@ use crate::{Sandbox, data_object, text, wait_for};
 #[test]
 fn a_backup_killed_half_way_is_never_listed() {
     let sb = Sandbox::new();
-    let repo = sb.path("repo");
+    let repo = sb.repo("repo");
     let mut child = sb
         .slow_backup(repo.as_os_str(), &[])
         .spawn()
@@ -83,8 +83,10 @@ fn damaged_objects_fail_naming_the_backup() {
     let json = sb.run(["verify", id, "--json"]);
     assert_eq!(json.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
-    assert_eq!(v["ok"], false);
-    assert_eq!(v["id"], id);
+    assert_eq!(v["error"]["kind"], "failure", "{v}");
+    assert_eq!(v["error"]["status"], 1, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(id) && message.contains("damaged"), "{v}");
 
     let dst = sb.path("never");
     let out = sb.run([
@@ -148,7 +150,7 @@ fn unreadable_files_fail_the_backup_unless_skipped() {
     fs::set_permissions(src.join("public"), fs::Permissions::from_mode(0o644)).expect("chmod");
     fs::write(src.join("secret"), b"root only").expect("write");
     fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).expect("chmod");
-    let repo = sb.path("repo");
+    let repo = sb.repo("repo");
     let key = sb.ok([
         OsStr::new("keygen"),
         OsStr::new("-o"),
@@ -162,7 +164,6 @@ fn unreadable_files_fail_the_backup_unless_skipped() {
         for p in [sb.dir.path().to_owned(), sb.path("home")] {
             fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).expect("chmod");
         }
-        fs::create_dir(&repo).expect("mkdir");
         fs::set_permissions(&repo, fs::Permissions::from_mode(0o777)).expect("chmod");
     }
     let run = |extra: &[&str]| {
@@ -179,7 +180,7 @@ fn unreadable_files_fail_the_backup_unless_skipped() {
             src.as_os_str(),
             OsStr::new("--repo"),
             repo.as_os_str(),
-            OsStr::new("-R"),
+            OsStr::new("-r"),
             OsStr::new(key.trim()),
             OsStr::new("--json"),
         ])
@@ -198,8 +199,10 @@ fn unreadable_files_fail_the_backup_unless_skipped() {
         "{stderr}"
     );
 
+    // Skipped files: the backup is made, and the exit status says it has
+    // warnings (3), so a cron job's "exit 0" does not hide them.
     let out = run(&["--skip-unreadable"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let warnings = manifest["warnings"].as_array().expect("warnings");
     assert!(

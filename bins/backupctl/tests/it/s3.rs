@@ -13,6 +13,7 @@ use test_support::tree::assert_same_tree;
 
 use crate::{Sandbox, text, wait_for};
 
+/// A fresh `s3://` location no test has used.
 fn repo_url(server: &S3Server, tag: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -23,6 +24,21 @@ fn repo_url(server: &S3Server, tag: &str) -> String {
         server.bucket,
         std::process::id()
     )
+}
+
+/// A new repository at a fresh `s3://` location: first refused as missing
+/// (exit 10, as a mistyped prefix would be), then made with `init`.
+fn new_repo(sb: &Sandbox, server: &S3Server, tag: &str) -> String {
+    let repo = repo_url(server, tag);
+    let list = [OsStr::new("list"), OsStr::new("--repo"), OsStr::new(&repo)];
+    let out = s3_cmd(sb, server, &list).output().expect("run backupctl");
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    s3_ok(
+        sb,
+        server,
+        &[OsStr::new("init"), OsStr::new("--repo"), OsStr::new(&repo)],
+    );
+    repo
 }
 
 fn s3_cmd(sb: &Sandbox, server: &S3Server, args: &[&OsStr]) -> Command {
@@ -69,7 +85,7 @@ fn a_directory_round_trips_through_s3_and_stock_tools_read_the_object() {
     };
     let sb = Sandbox::new();
     let src = sb.tricky_tree("src");
-    let repo = repo_url(&server, "roundtrip");
+    let repo = new_repo(&sb, &server, "roundtrip");
     let id = s3_ok(
         &sb,
         &server,
@@ -149,7 +165,7 @@ fn a_directory_round_trips_through_s3_and_stock_tools_read_the_object() {
 fn a_backup_killed_mid_upload_is_never_listed_and_gc_cleans_up() {
     let Some(server) = services::s3() else { return };
     let sb = Sandbox::new();
-    let repo = repo_url(&server, "killed");
+    let repo = new_repo(&sb, &server, "killed");
     let mut child = sb
         .slow_backup(
             OsStr::new(&repo),

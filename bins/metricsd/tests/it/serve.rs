@@ -266,7 +266,7 @@ fn check_exits_by_probe_health() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok   probes"), "{out}");
     let (code, out) = check(&config(down.url()));
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 4, "a probe down is a check's no: {out}");
     assert!(out.contains("FAIL shipshape_probe_up{probe=svc}"), "{out}");
 }
 

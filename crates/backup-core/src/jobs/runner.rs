@@ -27,6 +27,9 @@ fn unusable(location: &str, e: &Error) -> Error {
             location: location.clone(),
             problem: problem.clone(),
         },
+        Error::RepositoryMissing { location } => Error::RepositoryMissing {
+            location: location.clone(),
+        },
         other => Error::InvalidLocation {
             location: location.to_owned(),
             problem: other.to_string(),
@@ -58,7 +61,12 @@ pub async fn run_job(
 ) -> RunRecord {
     let started_at = clock.now();
     tracing::info!(job = %job.name, %kind, "run started");
-    let repo = Repository::open(&job.repository).await;
+    // A job's repository must have been made with `init`: a typo in the
+    // config fails the run instead of starting a new repository.
+    let repo = match Repository::open(&job.repository).await {
+        Ok(repo) => repo.check().await.map(|()| repo),
+        Err(e) => Err(e),
+    };
     let work = async {
         let repo = repo.as_ref().map_err(|e| unusable(&job.repository, e))?;
         hooks(job, kind, "before", &job.hooks.before, &[]).await?;

@@ -299,7 +299,7 @@ fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
     for (n, key) in keys.iter().enumerate() {
         if Recipients::parse([key.as_str()]).is_err() {
             return Err(key_err(format!(
-                "recipient {} (`{key}`) is not an age public key (age1...)",
+                "recipient {} (`{key}`) is not an age or SSH public key (age1..., ssh-ed25519 ..., ssh-rsa ...)",
                 n + 1
             )));
         }

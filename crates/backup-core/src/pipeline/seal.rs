@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn the_age_crate_reads_every_length_around_chunk_boundaries() {
         let identity = age::x25519::Identity::generate();
-        let recipients = Recipients::Keys(vec![identity.to_public()]);
+        let recipients = Recipients::x25519([identity.to_public()]);
         for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 17] {
             let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let file = seal_in_pieces(&recipients, &data, 1000 + len % 7);
@@ -211,7 +211,7 @@ mod tests {
             piece in 1usize..3 * CHUNK,
         ) {
             let identity = age::x25519::Identity::generate();
-            let recipients = Recipients::Keys(vec![identity.to_public()]);
+            let recipients = Recipients::x25519([identity.to_public()]);
             let file = seal_in_pieces(&recipients, &data, piece);
             proptest::prop_assert_eq!(decrypt(&identity, &file), data);
         }
@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn a_file_cut_at_a_chunk_boundary_is_refused() {
         let identity = age::x25519::Identity::generate();
-        let recipients = Recipients::Keys(vec![identity.to_public()]);
+        let recipients = Recipients::x25519([identity.to_public()]);
         let mut sealer = Sealer::new(&recipients, Vec::new()).expect("sealer");
         sealer.write_all(&vec![7u8; 2 * CHUNK]).expect("write");
         let file = sealer.finish().expect("finish");

@@ -174,8 +174,14 @@ fn config_keys(dir: &Path) -> backup_core::Identities {
     backup_core::Identities::from_file(&dir.join("id.txt")).expect("identity")
 }
 
-/// A config in `dir` with a local repository and a fresh key.
+/// A config in `dir` with a local repository (made, as `backupctl init`
+/// makes it) and a fresh key.
 fn write_config(dir: &Path, jobs: &str) -> Config {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(Repository::local(dir.join("repo")).init())
+        .expect("init");
     let key = keys::generate();
     keys::write_identity_file(&dir.join("id.txt"), &key).expect("identity");
     let text = format!(
@@ -656,6 +662,32 @@ fn webhook_server() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
         }
     });
     (url, bodies)
+}
+
+#[test]
+fn a_job_whose_repository_was_never_made_fails_and_makes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = write_config(
+        dir.path(),
+        "[repositories.typo]\nlocation = \"bakcups\"\n\n[jobs.app]\n\
+         source = { command = [\"echo\", \"x\"] }\nrepository = \"typo\"\nkey = \"ops\"\n\
+         schedule = \"@daily\"\n",
+    );
+    let rt = runtime();
+    let record = rt.block_on(run_job(
+        config.job("app").expect("job"),
+        RunKind::Full,
+        &ManualClock::new(Utc::now()),
+        None,
+        std::future::pending(),
+    ));
+    assert_eq!(record.outcome, Outcome::Failure);
+    let error = record.error.unwrap_or_default();
+    assert!(error.contains("no Shipshape repository"), "{error}");
+    assert!(
+        !dir.path().join("bakcups").exists(),
+        "the typo became a directory"
+    );
 }
 
 #[test]

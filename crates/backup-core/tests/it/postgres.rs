@@ -24,7 +24,7 @@ async fn back_up_drill_and_restore_through_the_library() {
     let manifest = repo
         .backup(
             PgSource::database(target.clone()).into(),
-            &BackupOptions::new(Recipients::Keys(vec![key.to_public()])),
+            &BackupOptions::new(Recipients::x25519([key.to_public()])),
         )
         .await
         .expect("backup");

@@ -123,7 +123,7 @@ fn passphrase_round_trip() {
 fn many_recipients_each_can_restore() {
     let rt = runtime();
     let keys: Vec<_> = (0..3).map(|_| backup_core::keys::generate()).collect();
-    let recipients = backup_core::Recipients::Keys(keys.iter().map(|k| k.to_public()).collect());
+    let recipients = backup_core::Recipients::x25519(keys.iter().map(|k| k.to_public()));
     let repo = Repository::new(Arc::new(MemoryStore::new()));
     let manifest = rt
         .block_on(repo.backup(

@@ -24,7 +24,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 pub(crate) fn key_pair() -> (Recipients, Identities) {
     let key = keys::generate();
     (
-        Recipients::Keys(vec![key.to_public()]),
+        Recipients::x25519([key.to_public()]),
         Identities::from_key(key),
     )
 }

@@ -103,8 +103,13 @@ impl BackupOpts {
     }
 }
 
+/// The repository at `repo`, which must have been created (by
+/// [`shipshape_init`] or `backupctl init`): a mistyped location fails
+/// instead of starting an empty repository.
 pub(crate) async fn open(repo: &str) -> Result<Repository> {
-    Ok(Repository::open(repo).await?)
+    let repository = Repository::open(repo).await?;
+    repository.check().await?;
+    Ok(repository)
 }
 
 fn backup(
@@ -139,6 +144,25 @@ fn source_spec(text: &str) -> Result<SourceSpec> {
         spec.check_no_inline_secret()?;
         Ok(spec)
     }
+}
+
+/// Creates a repository at `repo` (a directory, or `s3://bucket/prefix`):
+/// every other call refuses a location with no repository, as
+/// `backupctl` does. Fails when there is one already.
+///
+/// # Safety
+/// `repo` is null or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shipshape_init(repo: *const c_char) -> c_int {
+    boundary(|| {
+        // SAFETY: the caller's promise, passed on.
+        let repo = unsafe { arg(repo, "repo") }?;
+        runtime()?.block_on(async {
+            Repository::open(repo).await?.init().await?;
+            Ok::<_, Failure>(())
+        })?;
+        Ok(SHIPSHAPE_OK)
+    })
 }
 
 /// Writes a new age identity to `identity_path` (mode 0600; an existing

@@ -63,6 +63,11 @@ int main(int argc, char **argv) {
     snprintf(data, sizeof data, "%s/data", dir);
     snprintf(target, sizeof target, "%s/restored", dir);
     CHECK(mkdir(data, 0700) == 0);
+    /* No repository there yet: every call refuses it, and says how to make one. */
+    char *missing = NULL;
+    FAILS_WITH(shipshape_list(repo, &missing), "no Shipshape repository");
+    CHECK(shipshape_init(repo) == SHIPSHAPE_OK);
+    FAILS_WITH(shipshape_init(repo), "already");
     snprintf(file, sizeof file, "%s/hello.txt", data);
     write_file(file, "hello from C\n");
 

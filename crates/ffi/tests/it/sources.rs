@@ -6,8 +6,19 @@
 use std::ffi::{CStr, CString, c_char};
 use std::os::unix::fs::PermissionsExt;
 
-use shipshape::{SHIPSHAPE_OK, shipshape_backup, shipshape_last_error, shipshape_string_free};
+use shipshape::{
+    SHIPSHAPE_OK, shipshape_backup, shipshape_init, shipshape_last_error, shipshape_string_free,
+};
 use test_support::services::{DockerCleanup, docker_image, postgres};
+
+/// A new repository in `dir`, made with `shipshape_init`.
+fn new_repo(dir: &std::path::Path) -> String {
+    let repo = dir.join("repo").display().to_string();
+    let c = CString::new(repo.as_str()).expect("repo");
+    // SAFETY: a NUL-terminated string that outlives the call.
+    assert_eq!(unsafe { shipshape_init(c.as_ptr()) }, SHIPSHAPE_OK);
+    repo
+}
 
 /// Calls `shipshape_backup`; the manifest JSON, or the last error.
 fn backup(repo: &str, source: &str, options: &str) -> Result<serde_json::Value, String> {
@@ -57,7 +68,7 @@ fn a_postgres_source_with_its_password_from_a_file() {
     let password = dir.path().join("pg-password");
     std::fs::write(&password, format!("{}\n", pg.password)).expect("password");
     std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let repo = dir.path().join("repo").display().to_string();
+    let repo = new_repo(dir.path());
     let options = format!(
         "{{\"recipients_file\": \"{}\", \"name\": \"ffi-db\"}}",
         recipients_file(dir.path())
@@ -117,7 +128,7 @@ fn a_docker_volume_with_its_labelled_containers_stopped() {
     ]);
     let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &user]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = dir.path().join("repo").display().to_string();
+    let repo = new_repo(dir.path());
     let options = format!(
         "{{\"recipients_file\": \"{}\"}}",
         recipients_file(dir.path())

@@ -57,7 +57,7 @@ async fn freshness_per_job_from_run_records_and_manifests() {
     let src = dir.path().join("docs");
     std::fs::create_dir(&src).expect("mkdir");
     std::fs::write(src.join("a.txt"), "hello").expect("write");
-    let recipients = Recipients::Keys(vec![keys::generate().to_public()]);
+    let recipients = Recipients::x25519([keys::generate().to_public()]);
     let manifest = repo
         .backup(
             Source::path(&src),
