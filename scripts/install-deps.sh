@@ -2,7 +2,7 @@
 # Installs what Shipshape's tests (and, with --bench, its comparison
 # benchmarks) need, reusing whatever is already installed. Safe to re-run.
 #
-#   scripts/install-deps.sh          # test tools: age, zstd, tar, mkfifo, setpriv, curl, openssl,
+#   scripts/install-deps.sh          # test tools: git (the exclude reference), age, zstd, tar, mkfifo, setpriv, curl, openssl,
 #                                    # PostgreSQL (server and client tools), Prometheus and
 #                                    # promtool, busybox-static, PowerDNS (sqlite backend), Knot DNS,
 #                                    # sqlite3, dig, cargo-fuzz
@@ -15,7 +15,7 @@ bench=false
 
 # command -> Debian package
 declare -A want=(
-  [age]=age [age-keygen]=age [zstd]=zstd [tar]=tar [mkfifo]=coreutils [setpriv]=util-linux [curl]=curl
+  [git]=git [age]=age [age-keygen]=age [zstd]=zstd [tar]=tar [mkfifo]=coreutils [setpriv]=util-linux [curl]=curl
 )
 # The PostgreSQL server and client tools (not on PATH in Debian's layout).
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || want+=([/usr/lib/postgresql/x/bin/pg_ctl]=postgresql)

@@ -106,7 +106,7 @@ pub enum Command {
     ///   backupctl backup postgres://postgres@/postgres --globals
     ///   backupctl backup --name redis -- redis-cli --rdb /dev/stdout
     #[command(verbatim_doc_comment)]
-    Backup(BackupArgs),
+    Backup(Box<BackupArgs>),
 
     /// Import an age-encrypted zstd file made by other tools as a backup.
     ///
@@ -531,6 +531,29 @@ pub struct BackupArgs {
     /// in the manifest, instead of failing the backup.
     #[arg(long)]
     pub skip_unreadable: bool,
+    /// Leave out of a directory backup the paths matching PATTERN, in
+    /// gitignore syntax relative to the directory: `node_modules/` (a
+    /// directory anywhere), `/build` (at the top only), `**/*.log`,
+    /// `!keep.log` (back in). Repeatable. The repository and the index
+    /// directory are left out on their own when they are inside.
+    #[arg(long, value_name = "PATTERN", help_heading = "Excludes")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from FILE, one per line, `#` comments (a
+    /// `.gitignore`). Repeatable.
+    #[arg(long, value_name = "FILE", help_heading = "Excludes")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Leave out the contents of directories marked as caches with a
+    /// CACHEDIR.TAG (the directory and the tag are kept, as in GNU tar).
+    #[arg(long, help_heading = "Excludes")]
+    pub exclude_caches: bool,
+    /// Leave out every directory holding a file named NAME, e.g.
+    /// `.nobackup`. Repeatable.
+    #[arg(long, value_name = "NAME", help_heading = "Excludes")]
+    pub exclude_if_present: Vec<String>,
+    /// Stay on the directory's file system: mount points below it are
+    /// kept as empty directories.
+    #[arg(short = 'x', long, help_heading = "Excludes")]
+    pub one_file_system: bool,
     /// Make an incremental backup of a directory: store only the files
     /// that changed since this backup (an id, or `latest` of the same
     /// name), plus a list of what was deleted. Restoring it restores its

@@ -77,6 +77,13 @@ pub(crate) async fn backup(args: BackupArgs, out: Out) -> Result<cli::Status> {
     let mut opts = BackupOptions::new(recipients)
         .with_pipeline(pipeline)
         .with_skip_unreadable(args.skip_unreadable)
+        .with_excludes(backup_core::Excludes {
+            patterns: args.exclude.clone(),
+            files: args.exclude_file.clone(),
+            exclude_caches: args.exclude_caches,
+            exclude_if_present: args.exclude_if_present.clone(),
+            one_file_system: args.one_file_system,
+        })
         .with_progress(Arc::clone(&bar) as Arc<dyn Progress>);
     if let Some(name) = &args.name {
         opts = opts.with_name(name.clone());

@@ -101,7 +101,7 @@ pub async fn run(cli: Cli) -> Result<cli::Status> {
     match cli.command {
         Command::Init { repo } => init(&repo, out).await,
         Command::Keygen { output } => keygen(output, out),
-        Command::Backup(args) => backup::backup(args, out).await,
+        Command::Backup(args) => backup::backup(*args, out).await,
         Command::Import {
             file,
             name,

@@ -178,6 +178,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// An exclude pattern or exclude file that cannot be used.
+    #[error("exclude `{pattern}`: {problem}")]
+    Exclude {
+        /// The pattern or the file as given.
+        pattern: String,
+        /// What is wrong.
+        problem: String,
+    },
+
     /// A source that cannot be read as written (an unknown kind, a
     /// password in a URL, options of another kind of source).
     #[error("source `{source_spec}`: {problem}")]

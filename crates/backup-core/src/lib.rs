@@ -94,7 +94,7 @@ pub use ops::verify::VerifyReport;
 pub use pipeline::PipelineOptions;
 pub use progress::{NoProgress, Progress};
 pub use repo::Repository;
-pub use source::{PostgresSpec, Source, SourceSpec, VolumeSpec};
+pub use source::{Excludes, PostgresSpec, Source, SourceSpec, VolumeSpec};
 pub use store::{Incomplete, LocalStore, MemoryStore, S3Location, Store, StoreExt};
 #[cfg(feature = "s3")]
 pub use store::{S3Options, S3Store};

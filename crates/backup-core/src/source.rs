@@ -16,9 +16,12 @@ use crate::error::{Result, source_err};
 use crate::manifest::{Payload, SourceInfo};
 use crate::sink::{Sink, command, copy};
 
+mod exclude;
 mod spec;
 pub(crate) mod tree;
 
+pub use exclude::Excludes;
+pub(crate) use exclude::{Filter, Walk};
 pub use spec::{DOCKER_VOLUME_PREFIX, PostgresSpec, SourceSpec, VolumeSpec};
 
 /// What to back up.
@@ -215,4 +218,6 @@ pub(crate) struct ReadOptions<'a> {
     /// For directory trees: records the file index and, for an incremental,
     /// leaves unchanged files out.
     pub tracker: Option<&'a crate::incremental::Tracker>,
+    /// For directory trees: what is left out.
+    pub filter: &'a Filter,
 }

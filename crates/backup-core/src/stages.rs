@@ -48,6 +48,7 @@ pub fn read_source(path: &Path) -> Result<u64> {
         skip_unreadable: true,
         warn: &warn,
         tracker: None,
+        filter: &crate::source::Filter::none(),
     };
     Source::path(path).produce(&mut counter, &opts)?;
     Ok(counter.0)

@@ -70,6 +70,12 @@ pub trait Store: Send + Sync + Debug {
     /// A short human description used in messages, e.g. `local directory /srv/backups`.
     fn describe(&self) -> String;
 
+    /// The directory the store keeps its objects in, for a store on the
+    /// local file system: a backup of a tree that holds it leaves it out.
+    fn local_root(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     /// Stores `data` under `key`, replacing any existing object, and returns
     /// the new object's metadata. Atomic: readers see the old object or the
     /// complete new one.

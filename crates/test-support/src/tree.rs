@@ -306,3 +306,19 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
         );
     }
 }
+
+/// Writes a file at each relative path under `root` (directories made as
+/// needed), holding its own path as content.
+///
+/// # Panics
+///
+/// When a file cannot be written: this is test set-up.
+pub fn write_files(root: &Path, paths: &[&str]) {
+    for rel in paths {
+        let p = root.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, rel).expect("write");
+    }
+}

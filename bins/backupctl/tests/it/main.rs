@@ -13,6 +13,7 @@ use test_support::tools::require;
 use test_support::tree::{Entry, Kind, assert_same_tree, build};
 
 mod docker_volume;
+mod excludes;
 mod interop;
 mod jobs;
 mod keys;

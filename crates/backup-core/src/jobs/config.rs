@@ -107,6 +107,8 @@ pub struct Job {
     pub level: i32,
     /// Skip unreadable files with a warning instead of failing.
     pub skip_unreadable: bool,
+    /// What a directory job leaves out.
+    pub excludes: crate::source::Excludes,
     /// Each run starts up to this much after its time (spreads load).
     pub jitter: Duration,
     /// What to do about runs missed while the daemon was down.
@@ -388,6 +390,20 @@ impl Cx<'_> {
             None => None,
             Some(n) => Some(self.notify(name, n)?),
         };
+        let excludes = crate::source::Excludes {
+            patterns: raw.exclude.clone(),
+            files: raw.exclude_file.iter().map(|f| self.path(f)).collect(),
+            exclude_caches: raw.exclude_caches,
+            exclude_if_present: raw.exclude_if_present.clone(),
+            one_file_system: raw.one_file_system,
+        };
+        if !excludes.is_empty() && !matches!(source, SourceSpec::Path(_)) {
+            return Err(self.err(
+                &raw.source,
+                "exclude, exclude_file, exclude_caches, exclude_if_present and \
+                 one_file_system go with a directory source",
+            ));
+        }
         Ok(Job {
             name: name.get_ref().clone(),
             source,
@@ -401,6 +417,7 @@ impl Cx<'_> {
             zone,
             level: raw.level.or(all.defaults.level).unwrap_or(3),
             skip_unreadable: raw.skip_unreadable,
+            excludes,
             jitter: raw.jitter.or(all.defaults.jitter).unwrap_or(Duration::ZERO),
             missed: raw.missed.or(all.defaults.missed).unwrap_or_default(),
             retention: raw.retention,

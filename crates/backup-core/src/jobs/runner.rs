@@ -153,6 +153,7 @@ async fn work(job: &Job, kind: RunKind, repo: &Repository, now: DateTime<Utc>) -
                 .with_name(job.name.clone())
                 .with_level(job.level)
                 .with_skip_unreadable(job.skip_unreadable)
+                .with_excludes(job.excludes.clone())
                 .with_time(now);
             if let (SourceSpec::Path(_), Some(dir)) = (&job.source, &job.index_dir) {
                 opts = opts.with_index_dir(dir);

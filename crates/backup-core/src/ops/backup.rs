@@ -15,7 +15,7 @@ use crate::manifest::{
 use crate::pipeline::PipelineOptions;
 use crate::pipeline::encode::{Reading, encode};
 use crate::progress::{NoProgress, Progress};
-use crate::source::Source;
+use crate::source::{Excludes, Filter, Source};
 use crate::store::{Store, StoreExt};
 
 /// How to make a backup.
@@ -43,6 +43,9 @@ pub struct BackupOptions {
     /// The time to record as the backup's start instead of now (as restic's
     /// `--time`), for imports, schedulers with their own clock, and tests.
     pub time: Option<DateTime<Utc>>,
+    /// What a directory backup leaves out. The repository and the index
+    /// directory are left out too, when they are inside the directory.
+    pub excludes: Excludes,
 }
 
 impl BackupOptions {
@@ -57,7 +60,14 @@ impl BackupOptions {
             time: None,
             parent: None,
             index_dir: None,
+            excludes: Excludes::default(),
         }
+    }
+
+    /// Leaves what `excludes` names out of a directory backup.
+    pub fn with_excludes(mut self, excludes: Excludes) -> Self {
+        self.excludes = excludes;
+        self
     }
 
     /// Keeps directory backups' file indexes in `dir`, for incrementals.
@@ -131,6 +141,18 @@ pub(crate) async fn backup(
     };
     tracing::info!(%id, %name, store = %store.describe(), "backup started");
     let tracker = tracker(&source, opts, &id)?;
+    let filter = match &source {
+        Source::Path(root) => {
+            let never: Vec<std::path::PathBuf> = store
+                .local_root()
+                .into_iter()
+                .chain(opts.index_dir.as_deref())
+                .map(std::path::Path::to_path_buf)
+                .collect();
+            Filter::new(root, &opts.excludes, &never)?
+        }
+        _ => Filter::none(),
+    };
     let encoded = encode(
         store,
         &object,
@@ -140,6 +162,7 @@ pub(crate) async fn backup(
         Reading {
             skip_unreadable: opts.skip_unreadable,
             tracker: tracker.clone(),
+            filter,
         },
         Arc::clone(&opts.progress),
     )

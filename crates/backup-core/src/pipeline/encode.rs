@@ -44,6 +44,8 @@ pub(crate) struct Reading {
     pub skip_unreadable: bool,
     /// For directories: the file index (and incremental decisions).
     pub tracker: Option<Arc<crate::incremental::Tracker>>,
+    /// For directories: what is left out.
+    pub filter: crate::source::Filter,
 }
 
 /// The outcome of a successful encode.
@@ -67,6 +69,7 @@ pub(crate) async fn encode(
     let Reading {
         skip_unreadable,
         tracker,
+        filter,
     } = reading;
     opts.check()?;
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(QUEUE);
@@ -94,6 +97,7 @@ pub(crate) async fn encode(
             skip_unreadable,
             warn: &warn,
             tracker: tracker.as_deref(),
+            filter: &filter,
         };
         let info = source.produce(&mut plain, &read_opts)?;
         let raw = plain.finish()?;

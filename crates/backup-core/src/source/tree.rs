@@ -23,7 +23,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use tar::{EntryType, Header, HeaderMode};
 use walkdir::WalkDir;
 
-use super::ReadOptions;
+use super::{Filter, ReadOptions, Walk};
 use crate::error::{Error, Result};
 use crate::incremental::archive_name;
 use crate::sink::{CopyError, Sink, classify};
@@ -95,11 +95,11 @@ pub(crate) fn write_tar(root: &Path, out: &mut dyn Sink, opts: &ReadOptions<'_>)
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("shipshape-walk".into())
-            .spawn_scoped(scope, || walk(root, tx, opts.tracker))
+            .spawn_scoped(scope, || walk(root, tx, opts.tracker, opts.filter))
             .map_err(|e| Error::Interrupted(format!("cannot start the walker thread: {e}")))?;
         let mut entries = 0;
         if let Some(tracker) = opts.tracker.filter(|t| t.incremental()) {
-            write_deletions(out, &tracker.deletions(root))?;
+            write_deletions(out, &tracker.deletions(root, opts.filter))?;
             entries += 1;
         }
         Ok(entries + archive(rx, out, opts)?)
@@ -130,25 +130,23 @@ fn write_deletions(out: &mut dyn Sink, names: &[Vec<u8>]) -> Result<()> {
     out.write_all(&[0u8; 512][..pad]).map_err(write_err)
 }
 
-/// Lists `root` in sorted order and sends its items in batches, stopping
-/// when the receiver is gone.
-fn walk(root: &Path, tx: SyncSender<Vec<Item>>, tracker: Option<&crate::incremental::Tracker>) {
+/// Lists `root` in sorted order, leaving out what `filter` says, and sends
+/// its items in batches, stopping when the receiver is gone.
+fn walk(
+    root: &Path,
+    tx: SyncSender<Vec<Item>>,
+    tracker: Option<&crate::incremental::Tracker>,
+    filter: &Filter,
+) {
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let (mut batch, mut bytes) = (Vec::with_capacity(BATCH_ITEMS), 0usize);
-    let entries = WalkDir::new(root)
-        .follow_links(false)
-        .follow_root_links(true)
-        .sort_by_file_name();
-    for found in entries {
-        let item = match found {
-            Err(e) => Item::Failed {
-                path: e.path().unwrap_or(root).to_owned(),
-                err: e
-                    .into_io_error()
-                    .unwrap_or_else(|| io::Error::other("filesystem loop")),
-            },
-            Ok(entry) => describe(root, entry.path(), entry.metadata(), &mut links, tracker),
+    for found in Walk::new(root, filter) {
+        let path = if found.path.as_os_str().is_empty() {
+            root
+        } else {
+            &found.path
         };
+        let item = describe(root, path, found.md, &mut links, tracker);
         if let Item::File {
             body: Body::Read(data),
             ..
@@ -171,7 +169,7 @@ fn walk(root: &Path, tx: SyncSender<Vec<Item>>, tracker: Option<&crate::incremen
 fn describe(
     root: &Path,
     path: &Path,
-    md: std::result::Result<Metadata, walkdir::Error>,
+    md: io::Result<Metadata>,
     links: &mut HashMap<(u64, u64), PathBuf>,
     tracker: Option<&crate::incremental::Tracker>,
 ) -> Item {
@@ -181,12 +179,7 @@ fn describe(
     };
     let md = match md {
         Ok(md) => md,
-        Err(e) => {
-            return failed(
-                e.into_io_error()
-                    .unwrap_or_else(|| io::Error::other("no metadata")),
-            );
-        }
+        Err(e) => return failed(e),
     };
     let ft = md.file_type();
     let name = archive_name(root, path, ft.is_dir());

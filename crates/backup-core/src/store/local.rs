@@ -216,6 +216,10 @@ impl Store for LocalStore {
         format!("local directory {}", self.root.display())
     }
 
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     async fn put(&self, key: &str, mut data: ByteStream) -> Result<ObjectMeta> {
         let path = self.path_of(key)?;
         let put_err = |e| self.err("put", key, e);

@@ -192,3 +192,80 @@ fn unchanged_files_are_not_stored_and_missing_indexes_are_explained() {
     assert!(err.to_string().contains("chain is broken"), "{err}");
     assert!(!dir.path().join("r2").exists());
 }
+
+/// A path excluded since the parent backup is a deletion in the next
+/// layer, so the restored chain matches what a full backup with the same
+/// excludes would hold; and a repository and index inside the tree are
+/// never backed up.
+#[test]
+fn newly_excluded_paths_are_deletions_and_the_repository_stays_out() {
+    let rt = runtime();
+    let (recipients, identities) = key_pair();
+    let dir = tempfile::tempdir().expect("tmp");
+    let tree = dir.path().join("tree");
+    test_support::tree::write_files(
+        &tree,
+        &[
+            "app/main.rs",
+            "app/debug.log",
+            "node_modules/x/index.js",
+            "notes.txt",
+        ],
+    );
+    // The repository and the index live inside the tree being backed up.
+    let repo = Repository::local(tree.join(".backups"));
+    let index = tree.join(".index");
+    let opts = || {
+        BackupOptions::new(recipients.clone())
+            .with_name("t")
+            .with_index_dir(&index)
+    };
+    let full = rt
+        .block_on(repo.backup(Source::path(&tree), &opts()))
+        .expect("full");
+
+    let excludes = backup_core::Excludes {
+        patterns: vec!["node_modules/".into(), "*.log".into()],
+        ..backup_core::Excludes::default()
+    };
+    let inc = rt
+        .block_on(
+            repo.backup(
+                Source::path(&tree),
+                &opts()
+                    .with_parent(full.clone())
+                    .with_excludes(excludes.clone()),
+            ),
+        )
+        .expect("incremental");
+    let restore = |m: &backup_core::Manifest, to: &str| {
+        let out = dir.path().join(to);
+        rt.block_on(repo.restore(
+            m,
+            &identities,
+            RestoreTarget::Path(out.clone()),
+            &RestoreOptions::default(),
+        ))
+        .expect("restore");
+        out
+    };
+    let out = restore(&inc, "restored");
+    let mut kept: Vec<String> = files(&out)
+        .iter()
+        .map(|p| p.strip_prefix(&out).expect("inside").display().to_string())
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        ["app/main.rs", "notes.txt"],
+        "excluded since the full: removed"
+    );
+    assert!(!out.join("node_modules").exists());
+    assert!(!out.join(".backups").exists() && !out.join(".index").exists());
+
+    // A full backup with the same excludes holds the same.
+    let fresh = rt
+        .block_on(repo.backup(Source::path(&tree), &opts().with_excludes(excludes)))
+        .expect("full with excludes");
+    assert_same_tree(&out, &restore(&fresh, "again"));
+}

@@ -64,6 +64,16 @@ pub(super) struct RawJob {
     pub level: Option<i32>,
     #[serde(default)]
     pub skip_unreadable: bool,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub exclude_file: Vec<PathBuf>,
+    #[serde(default)]
+    pub exclude_caches: bool,
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    #[serde(default)]
+    pub one_file_system: bool,
     #[serde(default, with = "settings::duration::serde::option")]
     pub jitter: Option<Duration>,
     pub missed: Option<Missed>,
