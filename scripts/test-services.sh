@@ -316,6 +316,66 @@ build_image() {
   echo "built image $IMAGE" >&2
 }
 
+PG_IMAGE=shipshape-test/postgres:15
+PG_CONTAINER=shipshape-test-pg
+
+# A PostgreSQL server in a container, as compose setups run it: Debian's
+# postgresql package in a root file system made by debootstrap from the
+# machine's Debian mirror and imported (nothing can be pulled). It listens
+# on its Unix socket only: no port is published, so the tests reach it
+# through the Engine API's exec alone. Built once (~1-2 minutes), reused.
+build_pg_image() {
+  docker image inspect "$PG_IMAGE" >/dev/null 2>&1 && { echo "image $PG_IMAGE present" >&2; return; }
+  command -v debootstrap >/dev/null || { echo "debootstrap is missing: run scripts/install-deps.sh" >&2; exit 1; }
+  local root mirror
+  mirror=$(grep -hs '^URIs:' /etc/apt/sources.list.d/debian.sources | head -1 | awk '{print $2}')
+  mirror=${mirror:-http://deb.debian.org/debian}
+  root=$(mktemp -d)
+  debootstrap --variant=minbase --include=postgresql bookworm "$root" "$mirror" >"$root.log" 2>&1 || {
+    tail -20 "$root.log" >&2; rm -rf "$root" "$root.log"; exit 1; }
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+    "$root"/usr/share/doc "$root"/usr/share/man "$root"/usr/share/locale "$root.log"
+  local bin; bin=$(ls -d "$root"/usr/lib/postgresql/*/bin | head -1); bin=${bin#"$root"}
+  cat >"$root/usr/local/bin/pg-entrypoint" <<SH
+#!/bin/sh
+# Makes the cluster on first start (trust over the socket: the container
+# has no port), then runs the server as postgres in the foreground.
+set -e
+export PGDATA=/var/lib/postgresql/data
+mkdir -p "\$PGDATA" /run/postgresql
+chown postgres:postgres "\$PGDATA" /run/postgresql
+if [ ! -s "\$PGDATA/PG_VERSION" ]; then
+  setpriv --reuid=postgres --regid=postgres --init-groups $bin/initdb -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+fi
+exec setpriv --reuid=postgres --regid=postgres --init-groups $bin/postgres -c listen_addresses= -c fsync=off
+SH
+  chmod 755 "$root/usr/local/bin/pg-entrypoint"
+  tar -C "$root" -c . | docker import -c 'CMD ["/usr/local/bin/pg-entrypoint"]' \
+    -c "ENV PATH=$bin:/usr/local/bin:/usr/bin:/bin" - "$PG_IMAGE" >/dev/null
+  rm -rf "$root"
+  echo "built image $PG_IMAGE" >&2
+}
+
+start_pg_container() {
+  build_pg_image
+  if [[ $(docker inspect -f '{{.State.Running}}' "$PG_CONTAINER" 2>/dev/null) != true ]]; then
+    docker rm -f "$PG_CONTAINER" >/dev/null 2>&1 || true
+    docker run -d --name "$PG_CONTAINER" --label shipshape-test=1 "$PG_IMAGE" >/dev/null
+  fi
+  local i
+  for i in $(seq 1 60); do
+    docker exec -u postgres "$PG_CONTAINER" pg_isready -q 2>/dev/null && break
+    sleep 0.5
+  done
+  docker exec -u postgres "$PG_CONTAINER" pg_isready -q || {
+    docker logs "$PG_CONTAINER" >&2; exit 1; }
+  echo "PostgreSQL in container $PG_CONTAINER ($PG_IMAGE), no published port" >&2
+}
+
+stop_pg_container() {
+  docker rm -f "$PG_CONTAINER" >/dev/null 2>&1 || true
+}
+
 write_env() {
   mkdir -p "$dir"
   cat >"$envfile" <<ENV
@@ -328,6 +388,7 @@ export SHIPSHAPE_TEST_PG_URL=postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT
 export SHIPSHAPE_TEST_PG_CA=$(pg_dir)/tls/ca.crt
 export SHIPSHAPE_TEST_PG_BIN=$(pg_bin)
 export SHIPSHAPE_TEST_DOCKER_IMAGE=$IMAGE
+export SHIPSHAPE_TEST_PG_CONTAINER=$PG_CONTAINER
 export SHIPSHAPE_TEST_PDNS_DNS=127.0.0.1:$PDNS_DNS_PORT
 export SHIPSHAPE_TEST_PDNS_API=http://127.0.0.1:$PDNS_API_PORT
 export SHIPSHAPE_TEST_PDNS_API_KEY=$PDNS_API_KEY
@@ -346,10 +407,11 @@ case ${1:-} in
       dns) start_powerdns; start_knot ;;
       garage) start_garage ;;
       docker) build_image ;;
-      *) echo "unknown service ${2}: postgres, dns, garage or docker" >&2; exit 2 ;;
+      pg-container) start_pg_container ;;
+      *) echo "unknown service ${2}: postgres, dns, garage, docker or pg-container" >&2; exit 2 ;;
     esac
     write_env; echo "$envfile" ;;
-  stop) stop_garage; stop_postgres; stop_dns ;;
+  stop) stop_garage; stop_postgres; stop_dns; stop_pg_container ;;
   env) write_env; cat "$envfile" ;;
   *) sed -n '2,33p' "$0"; exit 2 ;;
 esac
