@@ -61,6 +61,15 @@ pub struct Excludes {
 }
 
 impl Excludes {
+    /// The names of its fields in a config file or a JSON options object.
+    pub const FIELDS: [&'static str; 5] = [
+        "exclude",
+        "exclude_file",
+        "exclude_caches",
+        "exclude_if_present",
+        "one_file_system",
+    ];
+
     /// True when nothing is left out.
     pub fn is_empty(&self) -> bool {
         *self == Excludes::default()
@@ -319,6 +328,28 @@ mod tests {
             ),
             ["a", "a/x", "c"]
         );
+    }
+
+    #[test]
+    fn fields_are_the_serialized_names() {
+        let all = Excludes {
+            patterns: vec!["a".into()],
+            files: vec!["f".into()],
+            exclude_caches: true,
+            exclude_if_present: vec![".n".into()],
+            one_file_system: true,
+        };
+        let v = serde_json::to_value(&all).expect("json");
+        let mut names: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        let mut fields = Excludes::FIELDS;
+        fields.sort_unstable();
+        assert_eq!(names, fields);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int};
 use std::os::fd::{BorrowedFd, RawFd};
 
 use backup_core::{
-    BackupOptions, Identities, KeySpec, Manifest, Repository, Source, SourceSpec, keys,
+    BackupOptions, Excludes, Identities, KeySpec, Manifest, Repository, Source, SourceSpec, keys,
 };
 use serde::Deserialize;
 
@@ -20,6 +20,9 @@ struct BackupOpts {
     name: Option<String>,
     /// zstd level (default 3).
     level: Option<i32>,
+    /// What a directory backup leaves out (read by [`backup_options`]).
+    #[serde(skip)]
+    excludes: Excludes,
 }
 
 /// Options that hold a [`KeySpec`]'s fields among their own: the key
@@ -28,31 +31,65 @@ struct BackupOpts {
 ///
 /// # Safety
 /// As [`arg`].
-pub(crate) unsafe fn options_with_keys<T: serde::de::DeserializeOwned + Default>(
+pub(crate) unsafe fn options_with_keys<T: serde::de::DeserializeOwned>(
     ptr: *const c_char,
     name: &str,
 ) -> Result<(T, KeySpec)> {
-    if ptr.is_null() {
-        return Ok((T::default(), KeySpec::default()));
-    }
     // SAFETY: the caller's promise, passed on.
-    let text = unsafe { arg(ptr, name) }?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| Failure(format!("{name}: {e}")))?;
-    let serde_json::Value::Object(mut rest) = value else {
-        return Err(Failure(format!("{name}: expected a JSON object")));
-    };
-    let mut keys = serde_json::Map::new();
-    for field in KeySpec::FIELDS {
-        if let Some(v) = rest.remove(field) {
-            keys.insert(field.to_owned(), v);
-        }
-    }
-    let spec = KeySpec::deserialize(serde_json::Value::Object(keys))
-        .map_err(|e| Failure(format!("{name}: {e}")))?;
+    let mut rest = unsafe { options_object(ptr, name) }?;
+    let spec = split(&mut rest, &KeySpec::FIELDS, name)?;
     let opts = T::deserialize(serde_json::Value::Object(rest))
         .map_err(|e| Failure(format!("{name}: {e}")))?;
     Ok((opts, spec))
+}
+
+/// A backup's options: the key fields as a [`KeySpec`], the exclude
+/// fields as [`Excludes`] (named as in a job: `exclude`, `exclude_file`,
+/// `exclude_caches`, `exclude_if_present`, `one_file_system`), the rest as
+/// [`BackupOpts`].
+///
+/// # Safety
+/// As [`arg`].
+unsafe fn backup_options(ptr: *const c_char, name: &str) -> Result<(BackupOpts, KeySpec)> {
+    // SAFETY: the caller's promise, passed on.
+    let mut rest = unsafe { options_object(ptr, name) }?;
+    let spec = split(&mut rest, &KeySpec::FIELDS, name)?;
+    let excludes = split(&mut rest, &Excludes::FIELDS, name)?;
+    let opts = BackupOpts::deserialize(serde_json::Value::Object(rest))
+        .map_err(|e| Failure(format!("{name}: {e}")))?;
+    Ok((BackupOpts { excludes, ..opts }, spec))
+}
+
+/// The options object at `ptr` (empty when null).
+///
+/// # Safety
+/// As [`arg`].
+unsafe fn options_object(
+    ptr: *const c_char,
+    name: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    if ptr.is_null() {
+        return Ok(serde_json::Map::new());
+    }
+    // SAFETY: the caller's promise, passed on.
+    let text = unsafe { arg(ptr, name) }?;
+    match serde_json::from_str(text).map_err(|e| Failure(format!("{name}: {e}")))? {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(Failure(format!("{name}: expected a JSON object"))),
+    }
+}
+
+/// Moves `fields` out of `map` and reads them as a `U`.
+fn split<U: serde::de::DeserializeOwned>(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    fields: &[&str],
+    name: &str,
+) -> Result<U> {
+    let taken: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .filter_map(|f| map.remove(*f).map(|v| ((*f).to_owned(), v)))
+        .collect();
+    U::deserialize(serde_json::Value::Object(taken)).map_err(|e| Failure(format!("{name}: {e}")))
 }
 
 /// What decrypts `manifest`: the spec's identity files and passphrase,
@@ -92,7 +129,7 @@ impl BackupOpts {
                     .into(),
             ));
         }
-        let mut opts = BackupOptions::new(keys.recipients()?);
+        let mut opts = BackupOptions::new(keys.recipients()?).with_excludes(self.excludes);
         if let Some(name) = self.name {
             opts = opts.with_name(name);
         }
@@ -198,7 +235,10 @@ pub unsafe extern "C" fn shipshape_keygen(
 ///
 /// `options_json`: `{"recipients": ["age1..."], "recipients_file":
 /// "/etc/recipients.txt", "identity_file": "/etc/identity.txt", "name":
-/// "app", "level": 3}` (any of the key fields), or instead of age keys
+/// "app", "level": 3}` (any of the key fields), for a directory the
+/// excludes as a job names them (`"exclude": ["node_modules/", "*.log"]`,
+/// `"exclude_file"`, `"exclude_caches"`, `"exclude_if_present"`,
+/// `"one_file_system"`), or instead of age keys
 /// `"passphrase_file": "/path"` (its first line; mode 0600) or
 /// `"passphrase_env": "VAR"`. On success `*manifest_json` is the new
 /// backup's manifest.
@@ -219,7 +259,7 @@ pub unsafe extern "C" fn shipshape_backup(
             (
                 arg(repo, "repo")?,
                 arg(source, "source")?,
-                options_with_keys::<BackupOpts>(options_json, "options")?,
+                backup_options(options_json, "options")?,
             )
         };
         let spec = source_spec(source)?;
@@ -247,7 +287,7 @@ pub unsafe extern "C" fn shipshape_backup_path(
             (
                 arg(repo, "repo")?,
                 arg(path, "path")?,
-                options_with_keys::<BackupOpts>(options_json, "options")?,
+                backup_options(options_json, "options")?,
             )
         };
         backup(repo, Source::path(path), opts, &keys, manifest_json)
@@ -271,12 +311,8 @@ pub unsafe extern "C" fn shipshape_backup_fd(
 ) -> c_int {
     boundary(|| {
         // SAFETY: the caller's promises, passed on.
-        let (repo, (opts, keys)) = unsafe {
-            (
-                arg(repo, "repo")?,
-                options_with_keys::<BackupOpts>(options_json, "options")?,
-            )
-        };
+        let (repo, (opts, keys)) =
+            unsafe { (arg(repo, "repo")?, backup_options(options_json, "options")?) };
         if fd < 0 {
             return Err(Failure(format!("fd {fd} is not a file descriptor")));
         }

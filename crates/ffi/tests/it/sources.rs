@@ -149,3 +149,23 @@ fn a_docker_volume_with_its_labelled_containers_stopped() {
     let plain = backup(&repo, &format!("docker-volume:{volume}"), &options).expect("text form");
     assert_eq!(plain["source"]["kind"], "docker_volume");
 }
+
+#[test]
+fn excludes_are_named_as_in_a_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tree = dir.path().join("tree");
+    test_support::tree::write_files(
+        &tree,
+        &["a/keep.txt", "a/debug.log", "cache/.nobackup", "cache/blob"],
+    );
+    let repo = new_repo(dir.path());
+    let options = format!(
+        "{{\"recipients_file\": \"{}\", \"exclude\": [\"*.log\"], \"exclude_if_present\": [\".nobackup\"]}}",
+        recipients_file(dir.path())
+    );
+    let manifest = backup(&repo, tree.to_str().expect("utf-8"), &options).expect("backup");
+    // The root, a/ and a/keep.txt.
+    assert_eq!(manifest["source"]["entries"], 3, "{manifest}");
+    let e = backup(&repo, tree.to_str().expect("utf-8"), "{\"exclude\": 3}").expect_err("refused");
+    assert!(e.contains("options"), "{e}");
+}
