@@ -115,6 +115,19 @@ impl Filter {
                 problem: e.to_string(),
             })?)
         };
+        for m in &ex.exclude_if_present {
+            let mut parts = Path::new(m).components();
+            let one_name = matches!(
+                (parts.next(), parts.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            );
+            if !one_name {
+                return Err(Error::Exclude {
+                    pattern: m.clone(),
+                    problem: "a marker is a file name, without `/` (e.g. .nobackup)".into(),
+                });
+            }
+        }
         Ok(Filter {
             patterns,
             caches: ex.exclude_caches,
@@ -367,6 +380,14 @@ mod tests {
         };
         let e = Filter::new(dir.path(), &ex, &[]).err().expect("refused");
         assert!(e.to_string().contains("[z-a]"), "{e}");
+        for marker in ["", "/etc/passwd", "a/b", ".."] {
+            let ex = Excludes {
+                exclude_if_present: vec![marker.into()],
+                ..Excludes::default()
+            };
+            let e = Filter::new(dir.path(), &ex, &[]).err().expect("refused");
+            assert!(e.to_string().contains("file name"), "{marker}: {e}");
+        }
     }
 }
 
