@@ -273,17 +273,19 @@ impl Tracker {
     }
 
     /// The paths to remove before extracting this layer: the parent's
-    /// entries that are gone from `root` or changed type. Walks names only.
-    /// What `filter` leaves out counts as gone, so a path excluded since
-    /// the parent is removed by this layer.
-    pub(crate) fn deletions(&self, root: &Path, filter: &crate::source::Filter) -> Vec<Vec<u8>> {
+    /// entries that are gone from `root` or changed type. `present` is
+    /// what the backup's walk of `root` finds (paths and types, after its
+    /// excludes), so a path excluded since the parent is removed too.
+    pub(crate) fn deletions(
+        &self,
+        root: &Path,
+        present: impl Iterator<Item = (PathBuf, fs::FileType)>,
+    ) -> Vec<Vec<u8>> {
         let Some((parent, _)) = &self.parent else {
             return Vec::new();
         };
         let mut now: HashMap<Vec<u8>, char> = HashMap::new();
-        for found in crate::source::Walk::new(root, filter) {
-            let Ok(md) = found.md else { continue };
-            let ft = md.file_type();
+        for (path, ft) in present {
             let kind = if ft.is_dir() {
                 'd'
             } else if ft.is_symlink() {
@@ -293,7 +295,7 @@ impl Tracker {
             } else {
                 's'
             };
-            let name = archive_name(root, &found.path, ft.is_dir());
+            let name = archive_name(root, &path, ft.is_dir());
             now.insert(
                 std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec(),
                 kind,

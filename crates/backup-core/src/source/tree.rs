@@ -99,7 +99,9 @@ pub(crate) fn write_tar(root: &Path, out: &mut dyn Sink, opts: &ReadOptions<'_>)
             .map_err(|e| Error::Interrupted(format!("cannot start the walker thread: {e}")))?;
         let mut entries = 0;
         if let Some(tracker) = opts.tracker.filter(|t| t.incremental()) {
-            write_deletions(out, &tracker.deletions(root, opts.filter))?;
+            let present = Walk::new(root, opts.filter)
+                .filter_map(|found| Some((found.path, found.md.ok()?.file_type())));
+            write_deletions(out, &tracker.deletions(root, present))?;
             entries += 1;
         }
         Ok(entries + archive(rx, out, opts)?)
