@@ -77,7 +77,10 @@ int shipshape_keygen(const char *identity_path, char **recipient);
 //
 // `options_json`: `{"recipients": ["age1..."], "recipients_file":
 // "/etc/recipients.txt", "identity_file": "/etc/identity.txt", "name":
-// "app", "level": 3}` (any of the key fields), or instead of age keys
+// "app", "level": 3}` (any of the key fields), for a directory the
+// excludes as a job names them (`"exclude": ["node_modules/", "*.log"]`,
+// `"exclude_file"`, `"exclude_caches"`, `"exclude_if_present"`,
+// `"one_file_system"`), or instead of age keys
 // `"passphrase_file": "/path"` (its first line; mode 0600) or
 // `"passphrase_env": "VAR"`. On success `*manifest_json` is the new
 // backup's manifest.
