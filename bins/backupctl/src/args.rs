@@ -480,13 +480,16 @@ pub struct PgRestoreArgs {
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// What to back up: a file or directory, `-` for standard input, a
-    /// postgres:// URL, or docker-volume:NAME.
+    /// postgres:// URL, or docker-volume:NAME. Several files and
+    /// directories go into one archive, named relative to their deepest
+    /// common directory (`/srv/app /etc/nginx` as `srv/app/...` and
+    /// `etc/nginx/...`).
     #[arg(value_name = "SOURCE", required_unless_present = "command")]
-    pub path: Option<PathBuf>,
+    pub sources: Vec<PathBuf>,
 
     /// Back up this command's standard output instead (after `--`). The
     /// backup fails if the command exits unsuccessfully.
-    #[arg(last = true, value_name = "COMMAND", conflicts_with = "path")]
+    #[arg(last = true, value_name = "COMMAND", conflicts_with = "sources")]
     pub command: Vec<OsString>,
 
     /// Encrypt to this public key: an age key (`age1...`) or an SSH key

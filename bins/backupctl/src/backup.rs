@@ -17,15 +17,17 @@ use crate::{Out, backup_repository, keys, output, usage};
 /// The source the arguments name: SOURCE (a path, `-`, a postgres:// URL,
 /// docker-volume:NAME) or `-- COMMAND`, with the flags that refine it.
 fn source_spec(args: &BackupArgs) -> Result<SourceSpec> {
-    let mut spec = match (&args.path, args.command.split_first()) {
-        (None, Some((program, rest))) => SourceSpec::command(program, rest.iter().cloned()),
-        (Some(arg), None) => match arg.to_str() {
+    let mut spec = match (args.sources.as_slice(), args.command.split_first()) {
+        ([], Some((program, rest))) => SourceSpec::command(program, rest.iter().cloned()),
+        ([arg], None) => match arg.to_str() {
             Some(text) => text
                 .parse()
                 .map_err(|e: backup_core::Error| usage(e.to_string()))?,
             // Not UTF-8: only a path can be.
             None => SourceSpec::Path(arg.clone()),
         },
+        ([_, _, ..], None) => SourceSpec::paths(args.sources.clone())
+            .map_err(|e: backup_core::Error| usage(e.to_string()))?,
         _ => {
             return Err(usage(
                 "give either SOURCE (or `-`) or `-- COMMAND`, not both",

@@ -35,7 +35,14 @@ pub(crate) fn backup_summary(m: &Manifest, took: Duration) -> String {
 fn source(s: &SourceInfo) -> String {
     match s {
         SourceInfo::File { path } => format!("file {path}"),
-        SourceInfo::Directory { path, entries } => format!("directory {path}, {entries} entries"),
+        SourceInfo::Directory {
+            path,
+            entries,
+            paths,
+        } => match paths.is_empty() {
+            true => format!("directory {path}, {entries} entries"),
+            false => format!("{} in {path}, {entries} entries", paths.join(", ")),
+        },
         SourceInfo::Stdin => "standard input".into(),
         SourceInfo::Command { program } => format!("the output of `{program}`"),
         SourceInfo::Stream { description } => format!("stream `{description}`"),

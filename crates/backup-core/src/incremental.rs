@@ -442,18 +442,22 @@ pub(crate) fn load(dir: &Path, parent: &BackupId) -> Result<Index> {
 }
 
 /// Checks that `parent` can be the parent of a backup of the directory
-/// `path`.
-pub(crate) fn check_parent(parent: &Manifest, path: &Path) -> Result<()> {
-    let same = matches!(&parent.source, SourceInfo::Directory { path: p, .. }
-        if Path::new(p) == path
-            || fs::canonicalize(p).ok().is_some_and(|p| fs::canonicalize(path).ok() == Some(p)));
+/// `path`, or of `paths` (relative, as a manifest has them) below it.
+pub(crate) fn check_parent(parent: &Manifest, path: &Path, paths: &[String]) -> Result<()> {
+    let same = matches!(&parent.source, SourceInfo::Directory { path: p, paths: had, .. }
+        if (Path::new(p) == path
+            || fs::canonicalize(p).ok().is_some_and(|p| fs::canonicalize(path).ok() == Some(p)))
+            && had == paths);
     if parent.payload != Payload::Tar || !same {
         return Err(Error::Incremental {
             problem: format!(
-                "backup {} is not a backup of the directory {}, so it cannot be the parent of \
-                 an incremental of it",
+                "backup {} is not a backup of {}, so it cannot be the parent of an incremental \
+                 of it",
                 parent.id,
-                path.display()
+                match paths.is_empty() {
+                    true => format!("the directory {}", path.display()),
+                    false => format!("{} in {}", paths.join(", "), path.display()),
+                }
             ),
         });
     }

@@ -151,12 +151,19 @@ pub enum SourceInfo {
         /// The file's path (lossy UTF-8).
         path: String,
     },
-    /// A directory tree, stored as a tar archive.
+    /// A directory tree, stored as a tar archive; or several files and
+    /// directories, named in the archive relative to their deepest common
+    /// directory.
     Directory {
-        /// The directory's path (lossy UTF-8).
+        /// The directory's path (lossy UTF-8); for several paths, their
+        /// deepest common directory.
         path: String,
         /// Number of archive entries (files, directories, links, ...).
         entries: u64,
+        /// For several paths: each relative to `path` (lossy UTF-8).
+        /// Empty: the whole directory.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        paths: Vec<String>,
     },
     /// Standard input, stored as raw bytes.
     Stdin,

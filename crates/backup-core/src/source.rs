@@ -32,6 +32,10 @@ pub enum Source {
     /// the path itself are followed; links inside a directory are stored as
     /// links.
     Path(PathBuf),
+    /// Several files and directories in one tar archive, named relative to
+    /// their deepest common directory (links in the paths themselves
+    /// resolved).
+    Paths(Vec<PathBuf>),
     /// The process's standard input, stored raw.
     Stdin,
     /// A command's standard output, stored raw. The backup fails, and no
@@ -64,6 +68,7 @@ impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Source::Paths(p) => f.debug_tuple("Paths").field(p).finish(),
             Source::Stdin => f.write_str("Stdin"),
             Source::Command { program, args } => f
                 .debug_struct("Command")
@@ -115,6 +120,14 @@ impl Source {
             Source::Path(p) => fs::canonicalize(p)
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Source::Paths(paths) => Some(
+                paths
+                    .iter()
+                    .filter_map(|p| p.file_name())
+                    .map(|n| n.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            ),
             Source::Stdin => Some("stdin".to_owned()),
             Source::Command { program, .. } => Path::new(program)
                 .file_name()
@@ -143,8 +156,24 @@ impl Source {
                     Some(md.len())
                 }
             }
+            Source::Paths(paths) => Some(
+                paths
+                    .iter()
+                    .filter_map(|p| Source::Path(p.clone()).estimate_size())
+                    .sum(),
+            ),
             _ => None,
         }
+    }
+
+    /// What a directory backup of this source walks, for its filter and
+    /// file index; None for other sources.
+    pub(crate) fn selection(&self) -> Result<Option<tree::Selection>> {
+        Ok(match self {
+            Source::Path(p) if p.is_dir() => Some(tree::Selection::directory(p)),
+            Source::Paths(paths) => Some(tree::Selection::of(paths)?),
+            _ => None,
+        })
     }
 
     /// How this source's plaintext will be laid out.
@@ -158,6 +187,7 @@ impl Source {
                     Ok(Payload::Raw)
                 }
             }
+            Source::Paths(_) => Ok(Payload::Tar),
             #[cfg(feature = "docker")]
             Source::DockerVolume(_) => Ok(Payload::Tar),
             _ => Ok(Payload::Raw),
@@ -172,12 +202,25 @@ impl Source {
                 let path = p.to_string_lossy().into_owned();
                 if md.is_dir() {
                     let entries = tree::write_tar(&p, out, opts)?;
-                    Ok(SourceInfo::Directory { path, entries })
+                    Ok(SourceInfo::Directory {
+                        path,
+                        entries,
+                        paths: Vec::new(),
+                    })
                 } else {
                     let file = File::open(&p).map_err(|e| source_err(&p, e))?;
                     copy(file, out).map_err(|e| e.into_error(&p.display().to_string()))?;
                     Ok(SourceInfo::File { path })
                 }
+            }
+            Source::Paths(paths) => {
+                let chosen = tree::Selection::of(&paths)?;
+                let entries = tree::write_tar(&chosen.root, out, opts)?;
+                Ok(SourceInfo::Directory {
+                    path: chosen.root.to_string_lossy().into_owned(),
+                    entries,
+                    paths: chosen.relative(),
+                })
             }
             Source::Stdin => {
                 copy(io::stdin().lock(), out).map_err(|e| e.into_error("standard input"))?;

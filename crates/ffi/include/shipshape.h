@@ -73,7 +73,8 @@ int shipshape_keygen(const char *identity_path, char **recipient);
 // `PGPASSWORD`, `~/.pgpass`, or the table form's `password_env` /
 // `password_file`), `docker-volume:NAME` — or the jobs config's table
 // form as JSON, e.g. `{"docker_volume": "pgdata", "stop_label":
-// "backup=stop"}` or `{"command": ["pg_dumpall", "-g"]}`.
+// "backup=stop"}`, `{"command": ["pg_dumpall", "-g"]}`, or a list of
+// paths for one archive of them all (`["/srv/app", "/etc/nginx"]`).
 //
 // `options_json`: `{"recipients": ["age1..."], "recipients_file":
 // "/etc/recipients.txt", "identity_file": "/etc/identity.txt", "name":

@@ -349,7 +349,7 @@ impl Cx<'_> {
         let incremental = match &raw.incremental {
             None => None,
             Some(inc) => {
-                if !matches!(source, SourceSpec::Path(_)) {
+                if !source.is_paths() {
                     return Err(self.err(
                         &inc.schedule,
                         "incremental backups are for path sources (directories)",
@@ -397,7 +397,7 @@ impl Cx<'_> {
             exclude_if_present: raw.exclude_if_present.clone(),
             one_file_system: raw.one_file_system,
         };
-        if !excludes.is_empty() && !matches!(source, SourceSpec::Path(_)) {
+        if !excludes.is_empty() && !source.is_paths() {
             return Err(self.err(
                 &raw.source,
                 "exclude, exclude_file, exclude_caches, exclude_if_present and \

@@ -155,7 +155,7 @@ async fn work(job: &Job, kind: RunKind, repo: &Repository, now: DateTime<Utc>) -
                 .with_skip_unreadable(job.skip_unreadable)
                 .with_excludes(job.excludes.clone())
                 .with_time(now);
-            if let (SourceSpec::Path(_), Some(dir)) = (&job.source, &job.index_dir) {
+            if let (true, Some(dir)) = (job.source.is_paths(), &job.index_dir) {
                 opts = opts.with_index_dir(dir);
                 if kind == RunKind::Incremental {
                     opts.parent = incremental_parent(job, repo, dir).await?;

@@ -15,6 +15,7 @@ use crate::manifest::{
 use crate::pipeline::PipelineOptions;
 use crate::pipeline::encode::{Reading, encode};
 use crate::progress::{NoProgress, Progress};
+use crate::source::tree::Selection;
 use crate::source::{Excludes, Filter, Source};
 use crate::store::{Store, StoreExt};
 
@@ -140,18 +141,19 @@ pub(crate) async fn backup(
         Payload::Raw => format!("{DATA_PREFIX}{id}.zst.age"),
     };
     tracing::info!(%id, %name, store = %store.describe(), "backup started");
-    let tracker = tracker(&source, opts, &id)?;
-    let filter = match &source {
-        Source::Path(root) => {
+    let selection = source.selection()?;
+    let tracker = tracker(selection.as_ref(), opts, &id)?;
+    let filter = match &selection {
+        Some(chosen) => {
             let never: Vec<std::path::PathBuf> = store
                 .local_root()
                 .into_iter()
                 .chain(opts.index_dir.as_deref())
                 .map(std::path::Path::to_path_buf)
                 .collect();
-            Filter::new(root, &opts.excludes, &never)?
+            Filter::new(&chosen.root, &opts.excludes, &never)?.select(&chosen.paths)
         }
-        _ => Filter::none(),
+        None => Filter::none(),
     };
     let encoded = encode(
         store,
@@ -203,17 +205,18 @@ pub(crate) async fn backup(
 
 /// The file index tracker for a directory backup that keeps an index or
 /// builds on a parent.
-fn tracker(source: &Source, opts: &BackupOptions, id: &BackupId) -> Result<Option<Arc<Tracker>>> {
-    let dir = match source {
-        Source::Path(p) if p.is_dir() => p,
-        _ => {
-            return match &opts.parent {
-                Some(_) => Err(Error::Incremental {
-                    problem: "incremental backups are of directories".into(),
-                }),
-                None => Ok(None),
-            };
-        }
+fn tracker(
+    selection: Option<&Selection>,
+    opts: &BackupOptions,
+    id: &BackupId,
+) -> Result<Option<Arc<Tracker>>> {
+    let Some(chosen) = selection else {
+        return match &opts.parent {
+            Some(_) => Err(Error::Incremental {
+                problem: "incremental backups are of directories".into(),
+            }),
+            None => Ok(None),
+        };
     };
     let (parent, index_dir) = match (&opts.parent, &opts.index_dir) {
         (None, None) => return Ok(None),
@@ -224,7 +227,7 @@ fn tracker(source: &Source, opts: &BackupOptions, id: &BackupId) -> Result<Optio
             });
         }
         (Some(parent), Some(index_dir)) => {
-            crate::incremental::check_parent(parent, dir)?;
+            crate::incremental::check_parent(parent, &chosen.root, &chosen.relative())?;
             let index = crate::incremental::load(index_dir, &parent.id)?;
             (Some(index), index_dir)
         }

@@ -85,6 +85,20 @@ pub(crate) struct Filter {
     markers: Vec<OsString>,
     one_file_system: bool,
     never: Vec<(u64, u64)>,
+    /// What is backed up below the walk's root, each with the device it is
+    /// on (for `one_file_system`): the root itself, or the paths of a
+    /// backup of several. Empty: everything.
+    tops: Vec<(PathBuf, u64)>,
+}
+
+/// Where an entry stands against the backed-up paths.
+enum Place {
+    /// Inside one of them, on this device.
+    Inside(Option<u64>),
+    /// A directory on the way down to one of them.
+    Above,
+    /// Beside them all.
+    Outside,
 }
 
 impl Filter {
@@ -138,7 +152,33 @@ impl Filter {
                 .filter_map(|p| fs::metadata(p).ok())
                 .map(|md| (md.dev(), md.ino()))
                 .collect(),
-        })
+            tops: Vec::new(),
+        }
+        .select(&[root.to_path_buf()]))
+    }
+
+    /// Backs up only `paths` (below the root, as the walk names them) and
+    /// the directories on the way down to them.
+    pub(crate) fn select(mut self, paths: &[PathBuf]) -> Filter {
+        self.tops = paths
+            .iter()
+            .map(|p| (p.clone(), fs::metadata(p).map_or(0, |md| md.dev())))
+            .collect();
+        self
+    }
+
+    fn place(&self, path: &Path) -> Place {
+        if self.tops.is_empty() {
+            return Place::Inside(None);
+        }
+        if let Some((_, dev)) = self.tops.iter().find(|(top, _)| path.starts_with(top)) {
+            return Place::Inside(Some(*dev));
+        }
+        if self.tops.iter().any(|(top, _)| top.starts_with(path)) {
+            Place::Above
+        } else {
+            Place::Outside
+        }
     }
 
     /// A filter that keeps everything.
@@ -149,6 +189,7 @@ impl Filter {
             markers: Vec::new(),
             one_file_system: false,
             never: Vec::new(),
+            tops: Vec::new(),
         }
     }
 
@@ -220,7 +261,6 @@ impl<'f> Walk<'f> {
             inner: walkdir::WalkDir::new(root)
                 .follow_links(false)
                 .follow_root_links(true)
-                .same_file_system(filter.one_file_system)
                 .sort_by_file_name()
                 .into_iter(),
             filter,
@@ -253,18 +293,40 @@ impl Iterator for Walk<'_> {
                     .unwrap_or_else(|| io::Error::other("no metadata"))
             });
             let path = entry.path();
+            let is_dir = md.as_ref().is_ok_and(Metadata::is_dir);
+            let dev = match self.filter.place(path) {
+                Place::Inside(dev) => dev,
+                Place::Above => {
+                    return Some(Found {
+                        path: path.to_owned(),
+                        md,
+                    });
+                }
+                Place::Outside => {
+                    if is_dir {
+                        self.inner.skip_current_dir();
+                    }
+                    continue;
+                }
+            };
             // The root itself is never left out.
             if entry.depth() > 0 {
                 if let Ok(md) = &md {
                     if self.filter.excluded(path, md) {
-                        if md.is_dir() {
+                        if is_dir {
                             self.inner.skip_current_dir();
                         }
                         continue;
                     }
                 }
             }
-            if md.as_ref().is_ok_and(Metadata::is_dir) && self.filter.is_cache(path) {
+            let mount_point = self.filter.one_file_system
+                && is_dir
+                && matches!((&md, dev), (Ok(md), Some(dev)) if md.dev() != dev);
+            if mount_point {
+                // It stays, as an empty directory.
+                self.inner.skip_current_dir();
+            } else if is_dir && self.filter.is_cache(path) {
                 self.inner.skip_current_dir();
                 self.tag = Some(path.join(CACHEDIR_TAG));
             }

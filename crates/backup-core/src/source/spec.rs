@@ -25,6 +25,7 @@ pub const DOCKER_VOLUME_PREFIX: &str = "docker-volume:";
 /// | text | source |
 /// |---|---|
 /// | `/srv/app`, `notes.txt` | a directory (as tar) or a file |
+/// | several paths (a command line's `SOURCE...`) | one tar archive of them all |
 /// | `-` | standard input |
 /// | `postgres://backup@db/orders` | a PostgreSQL database (`pg_dump`) |
 /// | `docker-volume:pgdata` | a Docker volume, through the Engine API |
@@ -34,6 +35,7 @@ pub const DOCKER_VOLUME_PREFIX: &str = "docker-volume:";
 ///
 /// ```toml
 /// source = { path = "/srv/app" }
+/// source = ["/srv/app", "/etc/nginx"]          # or { paths = [...] }
 /// source = { command = ["redis-cli", "--rdb", "/dev/stdout"] }
 /// source = { postgres = "postgres://backup@db/orders", password_env = "PGPASS", row_counts = "exact" }
 /// source = { postgres = "postgres://postgres@db/postgres", globals = true }
@@ -56,6 +58,9 @@ pub const DOCKER_VOLUME_PREFIX: &str = "docker-volume:";
 pub enum SourceSpec {
     /// A file (stored raw) or a directory (stored as tar).
     Path(PathBuf),
+    /// Several files and directories in one tar archive, named relative to
+    /// their deepest common directory.
+    Paths(Vec<PathBuf>),
     /// Standard input, stored raw.
     Stdin,
     /// A command's standard output, stored raw.
@@ -163,6 +168,10 @@ impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceSpec::Path(p) => write!(f, "{}", p.display()),
+            SourceSpec::Paths(paths) => {
+                let shown: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+                f.write_str(&shown.join(" "))
+            }
             SourceSpec::Stdin => f.write_str("-"),
             SourceSpec::Command { program, args } => {
                 write!(f, "{}", program.to_string_lossy())?;
@@ -190,11 +199,48 @@ impl SourceSpec {
         }
     }
 
-    /// A short name of the kind of source, for messages: `path`, `stdin`,
-    /// `command`, `postgres` or `docker_volume`.
+    /// Several paths as one source; one path stays [`SourceSpec::Path`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSource`] for no paths, or one that is `-` or a URL.
+    pub fn paths(paths: Vec<PathBuf>) -> Result<Self> {
+        for p in &paths {
+            let text = p.to_string_lossy();
+            if text.is_empty()
+                || text == "-"
+                || text.contains("://")
+                || text.starts_with(DOCKER_VOLUME_PREFIX)
+            {
+                return Err(Error::InvalidSource {
+                    source_spec: redacted(&text),
+                    problem: "several sources in one backup must all be files or directories"
+                        .into(),
+                });
+            }
+        }
+        match <[PathBuf; 1]>::try_from(paths) {
+            Ok([one]) => Ok(SourceSpec::Path(one)),
+            Err(paths) if paths.is_empty() => Err(Error::InvalidSource {
+                source_spec: String::new(),
+                problem: "no paths given".into(),
+            }),
+            Err(paths) => Ok(SourceSpec::Paths(paths)),
+        }
+    }
+
+    /// True for a source that can be a directory tree: the ones excludes,
+    /// file indexes and incrementals go with.
+    pub fn is_paths(&self) -> bool {
+        matches!(self, SourceSpec::Path(_) | SourceSpec::Paths(_))
+    }
+
+    /// A short name of the kind of source, for messages: `path`, `paths`,
+    /// `stdin`, `command`, `postgres` or `docker_volume`.
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Path(_) => "path",
+            SourceSpec::Paths(_) => "paths",
             SourceSpec::Stdin => "stdin",
             SourceSpec::Command { .. } => "command",
             SourceSpec::Postgres(_) => "postgres",
@@ -224,6 +270,9 @@ impl SourceSpec {
     pub fn relative_to(self, base: &Path) -> Self {
         match self {
             SourceSpec::Path(p) => SourceSpec::Path(base.join(p)),
+            SourceSpec::Paths(paths) => {
+                SourceSpec::Paths(paths.into_iter().map(|p| base.join(p)).collect())
+            }
             SourceSpec::Postgres(mut pg) => {
                 pg.password = pg.password.map(|s| s.relative_to(base));
                 pg.bin_dir = pg.bin_dir.map(|d| base.join(d));
@@ -264,6 +313,7 @@ impl SourceSpec {
     pub fn to_source(&self) -> Result<Source> {
         Ok(match self {
             SourceSpec::Path(p) => Source::Path(p.clone()),
+            SourceSpec::Paths(paths) => Source::Paths(paths.clone()),
             SourceSpec::Stdin => Source::Stdin,
             SourceSpec::Command { program, args } => Source::Command {
                 program: program.clone(),
@@ -352,6 +402,7 @@ fn redacted(text: &str) -> String {
 #[serde(deny_unknown_fields)]
 struct SourceFields {
     path: Option<PathBuf>,
+    paths: Option<Vec<PathBuf>>,
     stdin: Option<bool>,
     command: Option<Vec<String>>,
     postgres: Option<String>,
@@ -371,6 +422,7 @@ impl TryFrom<SourceFields> for SourceSpec {
     fn try_from(f: SourceFields) -> std::result::Result<Self, String> {
         let kinds = [
             f.path.is_some(),
+            f.paths.is_some(),
             f.stdin == Some(true),
             f.command.is_some(),
             f.postgres.is_some(),
@@ -378,7 +430,7 @@ impl TryFrom<SourceFields> for SourceSpec {
         ];
         if kinds.iter().filter(|&&k| k).count() != 1 {
             return Err(
-                "a source is exactly one of path, stdin, command, postgres or \
+                "a source is exactly one of path, paths, stdin, command, postgres or \
                         docker_volume, e.g. source = { path = \"/srv/app\" }"
                     .into(),
             );
@@ -398,6 +450,9 @@ impl TryFrom<SourceFields> for SourceSpec {
         }
         if let Some(path) = f.path {
             return Ok(SourceSpec::Path(path));
+        }
+        if let Some(paths) = f.paths {
+            return SourceSpec::paths(paths).map_err(|e| e.to_string());
         }
         if f.stdin == Some(true) {
             return Ok(SourceSpec::Stdin);
@@ -439,8 +494,8 @@ impl<'de> Deserialize<'de> for SourceSpec {
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(
-                    "a source: a path, `-`, a postgres:// URL, docker-volume:NAME, or a table \
-                     such as { path = \"/srv/app\" }",
+                    "a source: a path, `-`, a postgres:// URL, docker-volume:NAME, a list of \
+                     paths, or a table such as { path = \"/srv/app\" }",
                 )
             }
 
@@ -448,6 +503,17 @@ impl<'de> Deserialize<'de> for SourceSpec {
                 let spec: SourceSpec = text.parse().map_err(E::custom)?;
                 spec.check_no_inline_secret().map_err(E::custom)?;
                 Ok(spec)
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<SourceSpec, A::Error> {
+                let mut paths = Vec::new();
+                while let Some(p) = seq.next_element::<PathBuf>()? {
+                    paths.push(p);
+                }
+                SourceSpec::paths(paths).map_err(de::Error::custom)
             }
 
             fn visit_map<A: MapAccess<'de>>(

@@ -467,6 +467,67 @@ fn dev_numbers(dev: u64) -> (u32, u32) {
     (major as u32, minor as u32)
 }
 
+/// What a directory backup walks: a directory, or several files and
+/// directories below their deepest common directory.
+pub(crate) struct Selection {
+    /// Where the walk starts; archive names are relative to it.
+    pub root: PathBuf,
+    /// What is backed up below it (the root itself, for one directory).
+    pub paths: Vec<PathBuf>,
+}
+
+impl Selection {
+    /// One directory, as given.
+    pub(crate) fn directory(dir: &Path) -> Selection {
+        Selection {
+            root: dir.to_path_buf(),
+            paths: vec![dir.to_path_buf()],
+        }
+    }
+
+    /// Several paths, made absolute with links resolved, below their
+    /// deepest common directory.
+    pub(crate) fn of(paths: &[PathBuf]) -> Result<Selection> {
+        let mut real = Vec::with_capacity(paths.len());
+        for p in paths {
+            real.push(fs::canonicalize(p).map_err(|e| crate::error::source_err(p, e))?);
+        }
+        let mut root = real.first().cloned().unwrap_or_else(|| PathBuf::from("/"));
+        for p in &real[1..] {
+            while !p.starts_with(&root) {
+                if !root.pop() {
+                    break;
+                }
+            }
+        }
+        if !root.is_dir() {
+            root.pop();
+        }
+        // Sorted by components, a path's descendants follow it.
+        real.sort();
+        real.dedup_by(|later, kept| later.starts_with(kept));
+        Ok(Selection { root, paths: real })
+    }
+
+    /// The paths relative to the root, for the manifest (empty for one
+    /// directory).
+    pub(crate) fn relative(&self) -> Vec<String> {
+        if self.paths.len() == 1 && self.paths[0] == self.root {
+            return Vec::new();
+        }
+        self.paths
+            .iter()
+            .map(|p| {
+                let rel = p.strip_prefix(&self.root).unwrap_or(p);
+                match rel.as_os_str().is_empty() {
+                    true => ".".to_owned(),
+                    false => rel.to_string_lossy().into_owned(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Sum of regular file sizes under `root`, for progress estimates.
 pub(crate) fn estimate(root: &Path) -> u64 {
     WalkDir::new(root)

@@ -25,6 +25,27 @@ fn files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Restores `m` into `out` and returns its regular files, relative.
+fn restore_files(
+    rt: &tokio::runtime::Runtime,
+    repo: &Repository,
+    identities: &backup_core::Identities,
+    m: &backup_core::Manifest,
+    out: &Path,
+) -> Vec<String> {
+    rt.block_on(repo.restore(
+        m,
+        identities,
+        RestoreTarget::Path(out.to_path_buf()),
+        &RestoreOptions::default(),
+    ))
+    .expect("restore");
+    files(out)
+        .iter()
+        .map(|p| p.strip_prefix(out).expect("inside").display().to_string())
+        .collect()
+}
+
 /// Applies one change per file, chosen by `ops`: keep, delete, rename,
 /// chmod, rewrite, or replace the file by a directory.
 fn mutate(root: &Path, ops: &[u8], tag: &str) {
@@ -240,23 +261,12 @@ fn newly_excluded_paths_are_deletions_and_the_repository_stays_out() {
         .expect("incremental");
     let restore = |m: &backup_core::Manifest, to: &str| {
         let out = dir.path().join(to);
-        rt.block_on(repo.restore(
-            m,
-            &identities,
-            RestoreTarget::Path(out.clone()),
-            &RestoreOptions::default(),
-        ))
-        .expect("restore");
+        restore_files(&rt, &repo, &identities, m, &out);
         out
     };
-    let out = restore(&inc, "restored");
-    let mut kept: Vec<String> = files(&out)
-        .iter()
-        .map(|p| p.strip_prefix(&out).expect("inside").display().to_string())
-        .collect();
-    kept.sort();
+    let out = dir.path().join("restored");
     assert_eq!(
-        kept,
+        restore_files(&rt, &repo, &identities, &inc, &out),
         ["app/main.rs", "notes.txt"],
         "excluded since the full: removed"
     );
@@ -268,4 +278,97 @@ fn newly_excluded_paths_are_deletions_and_the_repository_stays_out() {
         .block_on(repo.backup(Source::path(&tree), &opts().with_excludes(excludes)))
         .expect("full with excludes");
     assert_same_tree(&out, &restore(&fresh, "again"));
+}
+
+/// Several paths in one backup: named relative to their deepest common
+/// directory, with the directories on the way and nothing beside them;
+/// an incremental of the same paths records what left them as deletions,
+/// and a different set of paths cannot build on it.
+#[test]
+fn several_paths_are_one_tree_and_chain_like_one() {
+    let rt = runtime();
+    let (recipients, identities) = key_pair();
+    let dir = tempfile::tempdir().expect("tmp");
+    let top = dir.path().join("host");
+    test_support::tree::write_files(
+        &top,
+        &[
+            "srv/app/main.rs",
+            "srv/app/cache.log",
+            "srv/other/secret",
+            "etc/nginx/nginx.conf",
+            "etc/hosts",
+            "etc/passwd",
+        ],
+    );
+    let paths = vec![
+        top.join("srv/app"),
+        top.join("etc/nginx"),
+        top.join("etc/hosts"),
+        // Inside another one: the same as not given.
+        top.join("srv/app/main.rs"),
+    ];
+    let repo = Repository::local(dir.path().join("repo"));
+    let index = dir.path().join("index");
+    let opts = || {
+        BackupOptions::new(recipients.clone())
+            .with_index_dir(&index)
+            .with_excludes(backup_core::Excludes {
+                patterns: vec!["*.log".into()],
+                ..backup_core::Excludes::default()
+            })
+    };
+    let full = rt
+        .block_on(repo.backup(Source::Paths(paths.clone()), &opts()))
+        .expect("full");
+    let real_top = fs::canonicalize(&top).expect("real");
+    match &full.source {
+        backup_core::manifest::SourceInfo::Directory { path, paths, .. } => {
+            assert_eq!(Path::new(path), real_top);
+            assert_eq!(paths, &["etc/hosts", "etc/nginx", "srv/app"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(full.name, "app+nginx+hosts+main.rs");
+    let restore = |m: &backup_core::Manifest, to: &str| {
+        restore_files(&rt, &repo, &identities, m, &dir.path().join(to))
+    };
+    let out = dir.path().join("full");
+    assert_eq!(
+        restore(&full, "full"),
+        ["etc/hosts", "etc/nginx/nginx.conf", "srv/app/main.rs"]
+    );
+    assert!(
+        !out.join("srv/other").exists(),
+        "beside the paths: left out"
+    );
+
+    fs::remove_file(top.join("etc/nginx/nginx.conf")).expect("rm");
+    fs::write(top.join("srv/app/new.rs"), "fn new() {}").expect("add");
+    fs::write(top.join("etc/passwd"), "not backed up").expect("beside");
+    let inc = rt
+        .block_on(repo.backup(
+            Source::Paths(paths.clone()),
+            &opts().with_parent(full.clone()),
+        ))
+        .expect("incremental");
+    assert_eq!(
+        restore(&inc, "inc"),
+        ["etc/hosts", "srv/app/main.rs", "srv/app/new.rs"]
+    );
+    // A path given that is gone fails the backup, named.
+    fs::remove_file(top.join("etc/hosts")).expect("rm");
+    let err = rt
+        .block_on(repo.backup(Source::Paths(paths.clone()), &opts()))
+        .expect_err("gone");
+    assert!(err.to_string().contains("hosts"), "{err}");
+
+    // Another set of paths is another source.
+    let err = rt
+        .block_on(repo.backup(
+            Source::Paths(vec![top.join("srv/app"), top.join("etc/passwd")]),
+            &opts().with_parent(full),
+        ))
+        .expect_err("another set");
+    assert!(err.to_string().contains("is not a backup of"), "{err}");
 }

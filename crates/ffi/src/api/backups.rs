@@ -171,10 +171,11 @@ fn backup(
 }
 
 /// A source as the C ABI takes it: the text form (`PATH`, `-`,
-/// `postgres://...`, `docker-volume:NAME`) or, starting with `{`, the
-/// JSON table form (`{"docker_volume": "pgdata", "stop_label": "..."}`).
+/// `postgres://...`, `docker-volume:NAME`) or, starting with `{` or `[`,
+/// the JSON forms (`{"docker_volume": "pgdata", "stop_label": "..."}`,
+/// `["/srv/app", "/etc/nginx"]`).
 fn source_spec(text: &str) -> Result<SourceSpec> {
-    if text.trim_start().starts_with('{') {
+    if text.trim_start().starts_with(['{', '[']) {
         serde_json::from_str(text).map_err(|e| Failure(format!("source: {e}")))
     } else {
         let spec: SourceSpec = text.parse()?;
@@ -231,7 +232,8 @@ pub unsafe extern "C" fn shipshape_keygen(
 /// `PGPASSWORD`, `~/.pgpass`, or the table form's `password_env` /
 /// `password_file`), `docker-volume:NAME` — or the jobs config's table
 /// form as JSON, e.g. `{"docker_volume": "pgdata", "stop_label":
-/// "backup=stop"}` or `{"command": ["pg_dumpall", "-g"]}`.
+/// "backup=stop"}`, `{"command": ["pg_dumpall", "-g"]}`, or a list of
+/// paths for one archive of them all (`["/srv/app", "/etc/nginx"]`).
 ///
 /// `options_json`: `{"recipients": ["age1..."], "recipients_file":
 /// "/etc/recipients.txt", "identity_file": "/etc/identity.txt", "name":
