@@ -30,6 +30,8 @@ want+=([pdns_server]=pdns-server [/usr/share/pdns-backend-sqlite3/schema/schema.
 want+=([cc]=gcc [valgrind]=valgrind [python3]=python3)
 # The Docker tests' image is made from Debian's static busybox (nothing can be pulled).
 want+=([busybox]=busybox-static)
+# The PostgreSQL-in-a-container tests' image is a Debian root file system.
+want+=([debootstrap]=debootstrap)
 if $bench; then
   want+=([restic]=restic [openssl]=openssl [gzip]=gzip [/usr/bin/time]=time)
   # The exporters metricsd is measured against.

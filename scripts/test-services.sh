@@ -2,7 +2,7 @@
 # Installs, starts and stops the real servers Shipshape's tests talk to.
 #
 #   scripts/test-services.sh start   # install (once) and start; prints the env file path
-#   scripts/test-services.sh start postgres   # (or dns, garage, docker) just that one
+#   scripts/test-services.sh start postgres   # (or dns, garage, docker, pg-container) just that one
 #   scripts/test-services.sh stop    # stop what `start` started
 #   scripts/test-services.sh env     # print the environment the tests read
 #
@@ -28,6 +28,9 @@
 #                 broken.test, whose zone file does not load (SERVFAIL).
 #   Docker        the machine's Docker Engine, and an image
 #                 shipshape-test/busybox imported from Debian's busybox-static.
+#   PostgreSQL    container shipshape-test-pg: PostgreSQL 15 from Debian's
+#   in a          packages (debootstrap, docker import), socket only, no
+#   container     published port; tests reach it through exec alone.
 #
 # The tests read target/test-services/env (sourced by scripts/test.sh); a
 # test whose server is not running fails under CI=true naming this script.
@@ -402,7 +405,11 @@ ENV
 case ${1:-} in
   start)
     case ${2:-all} in
-      all) start_postgres; start_powerdns; start_knot; start_garage; build_image ;;
+      all)
+        # The container's image is built from Debian's packages meanwhile.
+        start_pg_container & pgc=$!
+        start_postgres; start_powerdns; start_knot; start_garage; build_image
+        wait "$pgc" || { echo "the PostgreSQL container did not start" >&2; exit 1; } ;;
       postgres) start_postgres ;;
       dns) start_powerdns; start_knot ;;
       garage) start_garage ;;
@@ -413,5 +420,5 @@ case ${1:-} in
     write_env; echo "$envfile" ;;
   stop) stop_garage; stop_postgres; stop_dns; stop_pg_container ;;
   env) write_env; cat "$envfile" ;;
-  *) sed -n '2,33p' "$0"; exit 2 ;;
+  *) sed -n '2,36p' "$0"; exit 2 ;;
 esac

@@ -474,6 +474,11 @@ pub struct PgRestoreArgs {
     /// /usr/pgsql-*/bin and PATH].
     #[arg(long, value_name = "DIR", env = "SHIPSHAPE_PG_BIN")]
     pub pg_bin: Option<PathBuf>,
+    /// PostgreSQL: the server runs in this Docker container (name or id);
+    /// pg_restore and psql run inside it through the Engine API, so no
+    /// port or host tools are needed. The URL gives the user and database.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
 }
 
 /// `backupctl backup`.
@@ -595,6 +600,13 @@ pub struct BackupArgs {
     /// /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin and PATH].
     #[arg(long, value_name = "DIR", env = "SHIPSHAPE_PG_BIN")]
     pub pg_bin: Option<PathBuf>,
+
+    /// PostgreSQL: the server runs in this Docker container (name or id,
+    /// e.g. a compose service's container); pg_dump runs inside it through
+    /// the Engine API, so it always matches the server and needs no port.
+    /// The URL gives the user and database: postgres://postgres@/app.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
 
     /// Where the repository is.
     #[command(flatten)]

@@ -46,8 +46,12 @@ fn source_spec(args: &BackupArgs) -> Result<SourceSpec> {
             pg.globals = args.globals;
             pg.row_counts = args.row_counts;
             pg.bin_dir.clone_from(&args.pg_bin);
+            pg.container.clone_from(&args.container);
         }
         None if args.globals => return Err(usage("--globals goes with a postgres:// URL")),
+        None if args.container.is_some() => {
+            return Err(usage("--container goes with a postgres:// URL"));
+        }
         None => {}
     }
     Ok(spec)

@@ -33,6 +33,7 @@ pub(crate) fn pg_restore_options(
         no_owner: pg.no_owner,
         bin_dir: pg.pg_bin.clone(),
         progress: Arc::clone(bar) as Arc<dyn Progress>,
+        container: pg.container.clone(),
     }
 }
 

@@ -80,14 +80,14 @@ pub(crate) fn read(
     })
 }
 
-fn engine(operation: &str) -> impl Fn(bollard::errors::Error) -> Error + '_ {
+pub(crate) fn engine(operation: &str) -> impl Fn(bollard::errors::Error) -> Error + '_ {
     move |e| Error::Docker {
         operation: operation.to_owned(),
         problem: e.to_string(),
     }
 }
 
-async fn connect() -> Result<Docker> {
+pub(crate) async fn connect() -> Result<Docker> {
     let docker = Docker::connect_with_local_defaults().map_err(engine("connect"))?;
     docker
         .negotiate_version()

@@ -42,6 +42,8 @@ pub use crate::manifest::RowCounts;
 use crate::manifest::{PgDump, PgExtension, PgTable, PostgresInfo, SourceInfo};
 use crate::sink::{Sink, command};
 
+#[cfg(feature = "docker")]
+mod container;
 mod drill;
 mod restore;
 
@@ -55,7 +57,7 @@ pub use restore::{PgRestoreOptions, PgRestoreReport};
 /// User tables whose data `pg_dump` writes: ordinary tables (partitions
 /// included, partitioned parents having no rows of their own), not
 /// temporary, not in system schemas, not owned by an extension.
-const TABLES_SQL: &str = "\
+pub(crate) const TABLES_SQL: &str = "\
 SELECT n.nspname::text, c.relname::text, c.reltuples::float8
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -74,6 +76,7 @@ pub struct PgSource {
     what: PgDump,
     row_counts: RowCounts,
     bin_dir: Option<PathBuf>,
+    container: Option<String>,
 }
 
 impl PgSource {
@@ -84,6 +87,7 @@ impl PgSource {
             what: PgDump::Database,
             row_counts: RowCounts::Exact,
             bin_dir: None,
+            container: None,
         }
     }
 
@@ -111,6 +115,13 @@ impl PgSource {
         self
     }
 
+    /// The server runs in the Docker container `name`: the dump tool runs
+    /// inside it through the Engine API (the URL gives user and database).
+    pub fn with_container(mut self, name: impl Into<String>) -> Self {
+        self.container = Some(name.into());
+        self
+    }
+
     /// The database name, or `postgres-globals`.
     pub fn default_name(&self) -> String {
         match self.what {
@@ -122,6 +133,15 @@ impl PgSource {
     /// Runs the dump into `out`. Called on a pipeline thread inside the
     /// runtime, which runs the database work.
     pub(crate) fn produce(self, out: &mut dyn Sink) -> Result<SourceInfo> {
+        if let Some(container) = &self.container {
+            #[cfg(feature = "docker")]
+            return container::produce(&self.target, container, self.what, self.row_counts, out);
+            #[cfg(not(feature = "docker"))]
+            return Err(Error::Unsupported {
+                what: format!("PostgreSQL in container {container}"),
+                feature: "docker",
+            });
+        }
         let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
             what: "a PostgreSQL backup",
         })?;

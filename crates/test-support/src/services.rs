@@ -157,17 +157,22 @@ impl PgServer {
 
     /// Creates a database with a unique name starting with `prefix`.
     pub fn create_db(&self, prefix: &str) -> String {
-        let name = format!(
-            "{prefix}_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or_default()
-        );
+        let name = unique_name(prefix);
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
         name
     }
+}
+
+/// `prefix_PID_NANOS`: a name no other test run uses.
+fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default()
+    )
 }
 
 /// The PostgreSQL test server, when it is configured and answering; see
@@ -309,6 +314,67 @@ pub fn docker_image() -> Option<String> {
         ));
     }
     Some(image)
+}
+
+/// The PostgreSQL server in a container with no published port
+/// (`scripts/test-services.sh start pg-container`), reached only through
+/// the Engine API's exec.
+#[derive(Debug, Clone)]
+pub struct PgContainer {
+    /// The container's name.
+    pub name: String,
+}
+
+impl PgContainer {
+    /// Runs SQL in `db` with the container's psql (as the OS user
+    /// `postgres`, stopping at the first error) and returns what it
+    /// printed, one row per line.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        DockerCleanup::docker(&[
+            "exec",
+            "-u",
+            "postgres",
+            &self.name,
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+    }
+
+    /// Creates a database with a unique name starting with `prefix`.
+    pub fn create_db(&self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        name
+    }
+}
+
+/// The PostgreSQL server in a container, when it is running; see [`s3`]
+/// for what happens when it is not.
+pub fn pg_container() -> Option<PgContainer> {
+    let name = settings()
+        .get("SHIPSHAPE_TEST_PG_CONTAINER")
+        .cloned()
+        .unwrap_or_else(|| "shipshape-test-pg".to_owned());
+    let running = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{.State.Running}}", &name])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"true"));
+    if !running {
+        return unavailable(&format!(
+            "the PostgreSQL container {name} is not running (start pg-container)"
+        ));
+    }
+    Some(PgContainer { name })
 }
 
 /// Containers (and volumes) a test made, removed when dropped.

@@ -364,7 +364,10 @@ impl Cx<'_> {
         let drill = match &raw.drill {
             None => None,
             Some(d) => {
-                let database = matches!(&source, SourceSpec::Postgres(pg) if !pg.globals);
+                // In a container, the drill's scratch database is made in
+                // the same server.
+                let database = matches!(&source, SourceSpec::Postgres(pg)
+                    if !pg.globals && pg.container.is_none());
                 if database && d.scratch.is_none() {
                     return Err(self.err(
                         &d.schedule,

@@ -219,6 +219,16 @@ async fn incremental_parent(
     Ok(Some(newest.clone()))
 }
 
+/// For a database in a container, its URL: the drill's scratch database
+/// is made on the same server.
+#[cfg(feature = "postgres")]
+fn pg_container_url(source: &SourceSpec) -> Option<&String> {
+    match source {
+        SourceSpec::Postgres(pg) if pg.container.is_some() => Some(&pg.url),
+        _ => None,
+    }
+}
+
 /// Restores the latest backup into a scratch database and checks every
 /// table (PostgreSQL), or verifies it (everything else).
 async fn drill(job: &Job, repo: &Repository) -> Result<crate::manifest::BackupId> {
@@ -232,20 +242,21 @@ async fn drill(job: &Job, repo: &Repository) -> Result<crate::manifest::BackupId
     #[cfg(feature = "postgres")]
     if let (SourceSpec::Postgres(pg), Some(scratch)) = (
         &job.source,
-        job.drill.as_ref().and_then(|d| d.scratch.as_ref()),
+        job.drill
+            .as_ref()
+            .and_then(|d| d.scratch.as_ref())
+            .or(pg_container_url(&job.source)),
     ) {
         let mut server = crate::postgres::PgTarget::parse(scratch)?;
         if let Some(secret) = &pg.password {
             server = server.with_password(&secret.read()?);
         }
+        let opts = crate::postgres::PgRestoreOptions {
+            container: pg.container.clone(),
+            ..crate::postgres::PgRestoreOptions::default()
+        };
         let report = repo
-            .restore_drill(
-                &latest,
-                ids,
-                &server,
-                &crate::postgres::PgRestoreOptions::default(),
-                std::future::pending(),
-            )
+            .restore_drill(&latest, ids, &server, &opts, std::future::pending())
             .await?;
         if !report.passed() {
             return Err(Error::Corrupt {

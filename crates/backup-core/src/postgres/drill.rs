@@ -11,7 +11,7 @@ use super::restore::{feed_tool, pg_info, pg_restore_command, restore_tool, scrat
 use super::{PgRestoreOptions, PgTarget, exact_count, failed};
 use crate::error::{Error, Result};
 use crate::keys::Identities;
-use crate::manifest::{BackupId, Manifest, PgDump, RowCounts};
+use crate::manifest::{BackupId, Manifest, PgDump, PostgresInfo, RowCounts};
 use crate::store::Store;
 
 /// One table in a restore drill.
@@ -91,6 +91,13 @@ pub(crate) async fn drill(
                 .into(),
         });
     }
+    #[cfg(feature = "docker")]
+    if let Some(container) = &opts.container {
+        return super::container::drill(
+            store, manifest, identities, server, container, opts, interrupt,
+        )
+        .await;
+    }
     let tool = restore_tool(info, opts)?;
     let admin = server.connect().await?;
     let (num, _, _) = server_info(&admin)
@@ -123,17 +130,7 @@ pub(crate) async fn drill(
         ))),
     };
     // Always drop, whatever happened above.
-    let force = if major_of(num) >= 13 {
-        " WITH (FORCE)"
-    } else {
-        ""
-    };
-    let dropped = admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {}{force}",
-            quote_ident(&scratch)
-        ))
-        .await;
+    let dropped = admin.batch_execute(&drop_scratch(&scratch, num)).await;
     if let Err(e) = &dropped {
         tracing::error!(
             "could not drop the scratch database {scratch}: {}; drop it by hand",
@@ -143,6 +140,17 @@ pub(crate) async fn drill(
     let mut report = outcome?;
     report.dropped = dropped.is_ok();
     Ok(report)
+}
+
+/// Drops the scratch database, its sessions too where the server can
+/// (13 and newer).
+pub(crate) fn drop_scratch(scratch: &str, version_num: i32) -> String {
+    let force = if major_of(version_num) >= 13 {
+        " WITH (FORCE)"
+    } else {
+        ""
+    };
+    format!("DROP DATABASE IF EXISTS {}{force}", quote_ident(scratch))
 }
 
 /// The drill's restore and counting, into an existing scratch database.
@@ -171,31 +179,60 @@ async fn restore_and_count(
         }
         Err(e) => restore_errors.push(e.to_string()),
     }
+    let Ok(info) = pg_info(manifest) else {
+        return check_tables(
+            manifest,
+            None,
+            target.database(),
+            tool.describe(),
+            restore_errors,
+            &[],
+        );
+    };
+    let mut counts = Vec::with_capacity(info.tables.len());
+    match target.connect().await {
+        Ok(c) => {
+            for table in &info.tables {
+                counts.push(exact_count(&c, &table.schema, &table.name).await.ok());
+            }
+        }
+        Err(e) => restore_errors.push(e.to_string()),
+    }
+    check_tables(
+        manifest,
+        Some(info),
+        target.database(),
+        tool.describe(),
+        restore_errors,
+        &counts,
+    )
+}
+
+/// The drill's report: each of the manifest's tables against the rows
+/// found in the restored copy (`counts`, in the manifest's order; none
+/// where a table could not be counted).
+pub(crate) fn check_tables(
+    manifest: &Manifest,
+    info: Option<&PostgresInfo>,
+    scratch: &str,
+    tool: String,
+    restore_errors: Vec<String>,
+    counts: &[Option<u64>],
+) -> DrillReport {
     let mut report = DrillReport {
         id: manifest.id.clone(),
-        scratch: target.database().to_owned(),
-        row_counts: RowCounts::Off,
-        tool: tool.describe(),
+        scratch: scratch.to_owned(),
+        row_counts: info.map_or(RowCounts::Off, |i| i.row_counts),
+        tool,
         restore_errors,
         tables: Vec::new(),
         dropped: false,
     };
-    let Ok(info) = pg_info(manifest) else {
+    let Some(info) = info else {
         return report;
     };
-    report.row_counts = info.row_counts;
-    let client = match target.connect().await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            report.restore_errors.push(e.to_string());
-            None
-        }
-    };
-    for table in &info.tables {
-        let found = match &client {
-            Some(c) => exact_count(c, &table.schema, &table.name).await.ok(),
-            None => None,
-        };
+    for (i, table) in info.tables.iter().enumerate() {
+        let found = counts.get(i).copied().flatten();
         let ok = match (info.row_counts, found) {
             (_, None) => false,
             (RowCounts::Exact, Some(n)) => table.rows == Some(n),

@@ -18,7 +18,7 @@ use crate::sink::command;
 use crate::store::Store;
 
 /// Relations in user schemas: more than zero means "not empty".
-const USER_RELATIONS_SQL: &str = "\
+pub(crate) const USER_RELATIONS_SQL: &str = "\
 SELECT count(*) FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'";
@@ -36,6 +36,9 @@ pub struct PgRestoreOptions {
     pub bin_dir: Option<PathBuf>,
     /// Receives progress.
     pub progress: Arc<dyn Progress>,
+    /// The server runs in this Docker container: the tools run inside it
+    /// through the Engine API (the target URL gives user and database).
+    pub container: Option<String>,
 }
 
 impl Default for PgRestoreOptions {
@@ -45,6 +48,7 @@ impl Default for PgRestoreOptions {
             no_owner: false,
             bin_dir: None,
             progress: Arc::new(NoProgress),
+            container: None,
         }
     }
 }
@@ -99,6 +103,11 @@ pub(crate) async fn restore(
     target: &PgTarget,
     opts: &PgRestoreOptions,
 ) -> Result<PgRestoreReport> {
+    #[cfg(feature = "docker")]
+    if let Some(container) = &opts.container {
+        return super::container::restore(store, manifest, identities, target, container, opts)
+            .await;
+    }
     let info = pg_info(manifest)?;
     if info.dump == PgDump::Globals {
         return restore_globals(store, manifest, identities, target, opts).await;
@@ -229,7 +238,7 @@ pub(crate) fn pg_restore_command(tool: &Tool, target: &PgTarget, no_owner: bool)
 }
 
 /// Quotes a conninfo value: `it's` -> `'it\'s'`.
-fn conninfo_quote(value: &str) -> String {
+pub(crate) fn conninfo_quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
@@ -316,6 +325,35 @@ impl Fed {
     }
 }
 
+/// Reads `input` to its end, handing each piece to `write`; the error is
+/// the input's (damage found in the backup).
+///
+/// Each piece is handed over only once the next read succeeds, so the
+/// last one goes only after the input's end checks passed: a tool that
+/// stops on its own at the end of an archive (pg_restore does) can never
+/// finish, and commit, a backup whose checksum turns out wrong.
+pub(crate) fn pump(input: &mut dyn Read, mut write: impl FnMut(&[u8])) -> Result<()> {
+    let (mut held, mut next) = (vec![0u8; 256 << 10], vec![0u8; 256 << 10]);
+    let mut held_len = 0;
+    loop {
+        match input.read(&mut next) {
+            Ok(0) => {
+                write(&held[..held_len]);
+                return Ok(());
+            }
+            Ok(n) => {
+                if held_len > 0 {
+                    write(&held[..held_len]);
+                }
+                std::mem::swap(&mut held, &mut next);
+                held_len = n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(unwrap_io(e)),
+        }
+    }
+}
+
 /// Runs `cmd` with `input` on its standard input. Damage found in the
 /// input kills the tool before it sees the end of its input (so a
 /// single-transaction restore rolls back) and is returned as the error.
@@ -323,26 +361,16 @@ fn feed(mut cmd: Command, name: &str, input: &mut dyn Read) -> Result<Fed> {
     cmd.stdin(Stdio::piped()).stdout(Stdio::null());
     let (mut child, stderr) = command::spawn(cmd, name)?;
     let mut stdin = child.stdin.take();
-    let mut buf = vec![0u8; 256 << 10];
-    let mut input_error = None;
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                input_error = Some(unwrap_io(e));
-                break;
-            }
-        };
-        let Some(pipe) = stdin.as_mut() else { break };
-        if let Err(e) = pipe.write_all(&buf[..n]) {
+    let input_error = pump(input, |data| {
+        let Some(pipe) = stdin.as_mut() else { return };
+        if let Err(e) = pipe.write_all(data) {
             // The tool stopped reading: its exit status and messages say
             // why. Keep draining so the pipeline can finish its checks.
             tracing::debug!("{name} stopped reading: {e}");
             stdin = None;
         }
-    }
+    })
+    .err();
     if input_error.is_some() {
         let _ = child.kill();
     }

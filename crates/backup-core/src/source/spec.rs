@@ -39,6 +39,7 @@ pub const DOCKER_VOLUME_PREFIX: &str = "docker-volume:";
 /// source = { command = ["redis-cli", "--rdb", "/dev/stdout"] }
 /// source = { postgres = "postgres://backup@db/orders", password_env = "PGPASS", row_counts = "exact" }
 /// source = { postgres = "postgres://postgres@db/postgres", globals = true }
+/// source = { postgres = "postgres://postgres@/app", container = "app-db-1" }
 /// source = { docker_volume = "pgdata", stop_label = "com.example.backup=stop" }
 /// ```
 ///
@@ -92,6 +93,9 @@ pub struct PostgresSpec {
     pub row_counts: RowCounts,
     /// Look for the client tools only in this directory.
     pub bin_dir: Option<PathBuf>,
+    /// The server runs in this Docker container: `pg_dump` runs inside it
+    /// through the Engine API (the URL gives user and database).
+    pub container: Option<String>,
 }
 
 /// A Docker volume source.
@@ -118,6 +122,7 @@ impl PostgresSpec {
             globals: false,
             row_counts: RowCounts::default(),
             bin_dir: None,
+            container: None,
         }
     }
 }
@@ -333,6 +338,9 @@ impl SourceSpec {
                 if let Some(dir) = &pg.bin_dir {
                     source = source.with_bin_dir(dir);
                 }
+                if let Some(name) = &pg.container {
+                    source = source.with_container(name);
+                }
                 source.into()
             }
             #[cfg(feature = "docker")]
@@ -411,6 +419,7 @@ struct SourceFields {
     globals: Option<bool>,
     row_counts: Option<RowCounts>,
     pg_bin: Option<PathBuf>,
+    container: Option<String>,
     docker_volume: Option<String>,
     stop_label: Option<String>,
     helper_image: Option<String>,
@@ -439,10 +448,12 @@ impl TryFrom<SourceFields> for SourceSpec {
             || f.row_counts.is_some()
             || f.password_env.is_some()
             || f.password_file.is_some()
-            || f.pg_bin.is_some();
+            || f.pg_bin.is_some()
+            || f.container.is_some();
         if pg_only && f.postgres.is_none() {
             return Err(
-                "globals, row_counts, pg_bin and password_* go with a postgres source".into(),
+                "globals, row_counts, pg_bin, container and password_* go with a postgres source"
+                    .into(),
             );
         }
         if (f.stop_label.is_some() || f.helper_image.is_some()) && f.docker_volume.is_none() {
@@ -481,6 +492,7 @@ impl TryFrom<SourceFields> for SourceSpec {
             globals: f.globals.unwrap_or(false),
             row_counts: f.row_counts.unwrap_or_default(),
             bin_dir: f.pg_bin,
+            container: f.container,
         }))
     }
 }
