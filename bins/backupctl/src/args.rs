@@ -159,14 +159,24 @@ pub enum Command {
     /// A Docker volume backup restores into docker-volume:NAME, created when
     /// missing; a volume with files is refused unless --force.
     ///
+    /// With --include, only those paths of a directory backup (files or
+    /// whole directories, as `backupctl ls` names them) are restored;
+    /// with the backup's index, only the parts of the stored object that
+    /// hold them are read (ranged reads on S3).
+    ///
     /// Examples:
     ///   backupctl restore latest --target /srv/app.restored
+    ///   backupctl restore latest --include etc/nginx/nginx.conf --target /tmp/r
     ///   backupctl restore 20261122T030000Z-0a1b2c3d --target postgres://postgres@/orders_copy
     #[command(verbatim_doc_comment)]
     Restore {
         /// Which backup.
         #[command(flatten)]
         which: WhichArgs,
+        /// Restore only this path of a directory backup (repeatable): a
+        /// file, or a directory with everything below it.
+        #[arg(long, value_name = "PATH")]
+        include: Vec<String>,
         /// Where to restore to: a path, `-` for standard output, a
         /// postgres:// URL of a database, or docker-volume:NAME.
         #[arg(short, long, value_name = "PATH|-|postgres://...|docker-volume:NAME")]
@@ -179,6 +189,33 @@ pub enum Command {
         #[command(flatten)]
         pg: PgRestoreArgs,
         /// How to decrypt.
+        #[command(flatten)]
+        keys: DecryptArgs,
+        /// Where the repository is.
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+
+    /// List what a directory backup holds: type and mode, size, mtime and
+    /// path of each entry, at or below PATH.
+    ///
+    /// Reads only the backup's encrypted index (every directory backup has
+    /// one), never the data; a backup made before indexes existed is
+    /// streamed instead. An incremental lists what its own layer stored.
+    /// With --json, a JSON array of {path, kind, size, mode, mtime, link}.
+    ///
+    /// Examples:
+    ///   backupctl ls latest --name app
+    ///   backupctl ls 20261122T030000Z-0a1b2c3d etc/nginx --json
+    #[command(verbatim_doc_comment)]
+    Ls {
+        /// Which backup.
+        #[command(flatten)]
+        which: WhichArgs,
+        /// Only this path and what is below it.
+        #[arg(value_name = "PATH", default_value = ".")]
+        path: String,
+        /// How to decrypt the index.
         #[command(flatten)]
         keys: DecryptArgs,
         /// Where the repository is.

@@ -111,12 +111,26 @@ pub async fn run(cli: Cli) -> Result<cli::Status> {
         Command::List { repo, name } => list(&repo, name.as_deref(), out).await,
         Command::Restore {
             which,
+            include,
             target,
             force,
             pg,
             keys,
             repo,
-        } => restore::restore(&repo, &which, &keys, target, force, &pg, out).await,
+        } => {
+            let target = restore::Target {
+                path: target,
+                force,
+                include,
+            };
+            restore::restore(&repo, &which, &keys, target, &pg, out).await
+        }
+        Command::Ls {
+            which,
+            path,
+            keys,
+            repo,
+        } => restore::ls(&repo, &which, &keys, &path, out).await,
         Command::Gc {
             older_than,
             apply,

@@ -95,13 +95,18 @@ pub(crate) fn verify_json(r: &VerifyReport, took: Duration) -> Value {
 
 /// The `restore --json` document.
 pub(crate) fn restore_json(m: &Manifest, r: &RestoreReport, took: Duration) -> Value {
-    json!({
+    let mut v = json!({
         "backup": m.id,
         "target": r.target,
         "bytes": r.bytes,
         "entries": r.entries,
         "seconds": took.as_secs_f64(),
-    })
+    });
+    if let Some(read) = r.read {
+        // A partial restore: what was fetched of the index and the data.
+        v["read"] = json!({"index": read.index, "data": read.data});
+    }
+    v
 }
 
 /// The `gc` report for people.
@@ -217,4 +222,47 @@ pub(crate) fn drill_json(r: &DrillReport, took: Duration) -> Value {
         map.insert("seconds".into(), json!(took.as_secs_f64()));
     }
     value
+}
+
+/// One `ls` line: `drwxr-xr-x        4096 2026-11-22 03:00 path -> link`.
+pub(crate) fn entry_line(e: &backup_core::index::Entry) -> String {
+    use backup_core::index::Kind;
+    let kind = match e.kind {
+        Kind::Dir => 'd',
+        Kind::Symlink => 'l',
+        Kind::Hardlink => 'h',
+        Kind::Fifo => 'p',
+        Kind::Char => 'c',
+        Kind::Block => 'b',
+        Kind::File | Kind::Other => '-',
+    };
+    let mut mode = String::with_capacity(10);
+    mode.push(kind);
+    for shift in [6, 3, 0] {
+        let bits = (e.mode >> shift) & 7;
+        mode.push(if bits & 4 != 0 { 'r' } else { '-' });
+        mode.push(if bits & 2 != 0 { 'w' } else { '-' });
+        mode.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    let when = chrono::DateTime::from_timestamp(e.mtime, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "?".into());
+    let link = match (&e.link, e.kind) {
+        (Some(l), Kind::Hardlink) => format!(" link to {l}"),
+        (Some(l), _) => format!(" -> {l}"),
+        (None, _) => String::new(),
+    };
+    format!("{mode} {:>12} {when} {}{link}", e.size, e.path)
+}
+
+/// One `ls --json` element; mtime as RFC 3339, like every time we print.
+pub(crate) fn entry_json(e: &backup_core::index::Entry) -> serde_json::Value {
+    serde_json::json!({
+        "path": e.path,
+        "kind": e.kind,
+        "size": e.size,
+        "mode": e.mode,
+        "mtime": chrono::DateTime::from_timestamp(e.mtime, 0).map(|t| t.to_rfc3339()),
+        "link": e.link,
+    })
 }

@@ -14,6 +14,14 @@ use crate::progress::Bar;
 use crate::{Out, backup_ref, keys, output, repository, usage};
 
 /// A restore's progress bar, and options that report to it.
+/// Where `restore` goes, and how.
+pub(crate) struct Target {
+    pub path: PathBuf,
+    pub force: bool,
+    /// Only these paths of a directory backup.
+    pub include: Vec<String>,
+}
+
 fn restoring(quiet: bool, manifest: &Manifest, force: bool) -> (Arc<Bar>, RestoreOptions) {
     let bar = Bar::new(quiet, "restoring");
     bar.set_total(manifest.sizes.raw);
@@ -41,17 +49,31 @@ pub(crate) async fn restore(
     repo_args: &RepoArgs,
     which: &WhichArgs,
     keys: &DecryptArgs,
-    target: PathBuf,
-    mut force: bool,
+    target: Target,
     pg: &PgRestoreArgs,
     out: Out,
 ) -> Result<cli::Status> {
+    let Target {
+        path: target,
+        mut force,
+        include,
+    } = target;
     let quiet = out.quiet || out.json;
     let which = backup_ref(which)?;
     let repo = repository(repo_args).await?;
     let manifest = repo.find(&which).await?;
     let ids = keys::identities(keys, &manifest)?;
     let spec = target.to_str().and_then(|t| t.parse::<SourceSpec>().ok());
+    if !include.is_empty()
+        && matches!(
+            spec,
+            Some(SourceSpec::Postgres(_) | SourceSpec::DockerVolume(_))
+        )
+    {
+        return Err(usage(
+            "--include goes with a directory backup restored to a path",
+        ));
+    }
     if let Some(SourceSpec::Postgres(database)) = &spec {
         let db = PgTarget::parse(&database.url).map_err(|e| usage(e.to_string()))?;
         let bar = Bar::new(quiet, "restoring");
@@ -122,6 +144,7 @@ pub(crate) async fn restore(
         RestoreTarget::Path(target)
     };
     let (bar, opts) = restoring(quiet, &manifest, force);
+    let opts = opts.with_include(include);
     let started = Instant::now();
     let result = repo.restore(&manifest, &ids, target, &opts).await;
     bar.finish();
@@ -164,6 +187,62 @@ fn confirm(path: &Path) -> Result<bool> {
     let mut answer = String::new();
     io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// `backupctl ls`: streams the entries out as they come, so a backup of
+/// millions of files lists in constant memory.
+pub(crate) async fn ls(
+    repo_args: &RepoArgs,
+    which: &WhichArgs,
+    keys: &DecryptArgs,
+    path: &str,
+    out: Out,
+) -> Result<cli::Status> {
+    let which = backup_ref(which)?;
+    let repo = repository(repo_args).await?;
+    let manifest = repo.find(&which).await?;
+    let ids = keys::identities(keys, &manifest)?;
+    let json = out.json;
+    let shown = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = Arc::clone(&shown);
+    if json {
+        print!("[");
+    }
+    let listed = repo
+        .ls(&manifest, &ids, path, move |e| {
+            let first = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+            let mut stdout = io::stdout().lock();
+            let line = if json {
+                format!(
+                    "{}{}",
+                    if first { "\n" } else { ",\n" },
+                    output::entry_json(&e)
+                )
+            } else {
+                format!("{}\n", output::entry_line(&e))
+            };
+            stdout
+                .write_all(line.as_bytes())
+                .map_err(|e| backup_core::Error::Interrupted(format!("writing the listing: {e}")))
+        })
+        .await?;
+    if json {
+        println!("\n]");
+    }
+    if shown.load(std::sync::atomic::Ordering::Relaxed) == 0 && !matches!(path, "" | ".") {
+        return Err(backup_core::Error::NotInBackup {
+            id: manifest.id.to_string(),
+            path: path.to_owned(),
+        }
+        .into());
+    }
+    if listed == backup_core::Listed::Data && !out.quiet && !json {
+        eprintln!(
+            "note: backup {} has no index (made before indexes existed): its data was read",
+            manifest.id
+        );
+    }
+    Ok(cli::Status::Success)
 }
 
 pub(crate) async fn verify(

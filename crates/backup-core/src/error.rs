@@ -124,6 +124,15 @@ pub enum Error {
         problem: String,
     },
 
+    /// A path asked of a directory backup is not in it.
+    #[error("`{path}` is not in backup `{id}`")]
+    NotInBackup {
+        /// The backup id.
+        id: String,
+        /// The path asked for, as `ls` names it.
+        path: String,
+    },
+
     /// The backup is of another kind than the operation needs (a file
     /// backup restored into a database, a database drill of a globals
     /// dump).

@@ -65,6 +65,7 @@
 pub mod docker;
 mod error;
 pub mod incremental;
+pub mod index;
 #[cfg(feature = "jobs")]
 pub mod jobs;
 pub mod keys;
@@ -89,7 +90,8 @@ pub use ops::gc::GcReport;
 pub use ops::history::{HISTORY_PREFIX, Outcome, RunKind, RunRecord, check_job_name};
 pub use ops::init::{FORMAT_KEY, RepositoryInfo};
 pub use ops::list::{BackupRef, Listing};
-pub use ops::restore::{RestoreOptions, RestoreReport, RestoreTarget};
+pub use ops::ls::Listed;
+pub use ops::restore::{PartRead, RestoreOptions, RestoreReport, RestoreTarget};
 pub use ops::verify::VerifyReport;
 pub use pipeline::PipelineOptions;
 pub use progress::{NoProgress, Progress};

@@ -141,6 +141,17 @@ impl fmt::Debug for Sha256 {
     }
 }
 
+/// Where a backup's index is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexObject {
+    /// Its key in the store (`data/ID.index.zst.age`).
+    pub object: String,
+    /// Its stored size in bytes.
+    pub stored: u64,
+    /// The SHA-256 of the stored object.
+    pub sha256: Sha256,
+}
+
 /// What was backed up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -402,6 +413,11 @@ pub struct Manifest {
     /// means restoring the parent's chain first, then applying this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<BackupId>,
+    /// A directory backup's encrypted index of entries and frames, for
+    /// `ls` and partial restores ([`crate::index`]); none for other
+    /// backups and for those made before indexes existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexObject>,
 }
 
 impl Manifest {

@@ -13,6 +13,7 @@ pub(crate) mod history;
 pub(crate) mod import;
 pub(crate) mod init;
 pub(crate) mod list;
+pub(crate) mod ls;
 pub(crate) mod prune;
 pub(crate) mod restore;
 pub(crate) mod verify;

@@ -18,6 +18,7 @@ pub(crate) use crate::error::{recover, unwrap_io, wrap};
 pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod frames;
+pub(crate) mod ranged;
 pub(crate) mod seal;
 
 /// Size of the blocks handed between pipeline threads.

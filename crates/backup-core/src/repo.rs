@@ -210,6 +210,28 @@ impl Repository {
         restore::restore(self.store.as_ref(), manifest, identities, target, opts).await
     }
 
+    /// Lists the entries of a directory backup at or below `under` (a path
+    /// as the listing names them; `.` or empty for all), in archive order,
+    /// handing each to `each`. A backup with an index (every directory
+    /// backup made by this version) is listed from the index alone; an
+    /// older one by streaming its data. An incremental lists what its own
+    /// layer stored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongKind`](crate::Error::WrongKind) for a backup of a
+    /// file or stream, a wrong key, a damaged backup or index, or an error
+    /// `each` returns.
+    pub async fn ls(
+        &self,
+        manifest: &Manifest,
+        identities: &Identities,
+        under: &str,
+        each: impl FnMut(crate::index::Entry) -> Result<()> + Send + 'static,
+    ) -> Result<crate::ops::ls::Listed> {
+        crate::ops::ls::ls(self.store.as_ref(), manifest, identities, under, each).await
+    }
+
     /// Verifies a backup without writing anything: streams the stored
     /// object, decrypts and decompresses it, and checks sizes and SHA-256
     /// digests against the manifest (and, for directory backups, that the

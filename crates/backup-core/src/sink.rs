@@ -41,6 +41,12 @@ pub(crate) trait Sink: Write {
     /// Reads at most `limit` bytes from `from` into the sink with one `read`
     /// call; returns how many were read (0 at the end of `from`).
     fn read_from(&mut self, from: &mut dyn Read, limit: u64) -> io::Result<usize>;
+
+    /// The bytes written so far, where the sink counts them (the
+    /// pipeline's does: a directory's index records where entries start).
+    fn written(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Sink for Vec<u8> {

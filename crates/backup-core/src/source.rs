@@ -263,4 +263,6 @@ pub(crate) struct ReadOptions<'a> {
     pub tracker: Option<&'a crate::incremental::Tracker>,
     /// For directory trees: what is left out.
     pub filter: &'a Filter,
+    /// For directory trees: the index of entries being written.
+    pub index: Option<&'a crate::index::IndexWriter>,
 }

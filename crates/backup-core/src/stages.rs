@@ -49,6 +49,7 @@ pub fn read_source(path: &Path) -> Result<u64> {
         warn: &warn,
         tracker: None,
         filter: &crate::source::Filter::none(),
+        index: None,
     };
     Source::path(path).produce(&mut counter, &opts)?;
     Ok(counter.0)

@@ -84,6 +84,30 @@ pub trait Store: Send + Sync + Debug {
     /// Streams an object's bytes.
     async fn get(&self, key: &str) -> Result<ByteStream>;
 
+    /// Reads `len` bytes of an object from `start` (fewer where it ends
+    /// first): a ranged read where the store has them. The default reads
+    /// from the start and skips.
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+        let mut stream = self.get(key).await?;
+        let mut out = BytesMut::new();
+        let mut at = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            let (from, to) = (at, at + chunk.len() as u64);
+            at = to;
+            if to <= start {
+                continue;
+            }
+            let lo = start.saturating_sub(from) as usize;
+            let hi = (start + len).min(to).saturating_sub(from) as usize;
+            out.extend_from_slice(&chunk[lo..hi.max(lo)]);
+            if at >= start + len {
+                break;
+            }
+        }
+        Ok(out.freeze())
+    }
+
     /// An object's metadata.
     async fn head(&self, key: &str) -> Result<ObjectMeta>;
 
@@ -151,6 +175,9 @@ macro_rules! forward_store {
             }
             async fn get(&self, key: &str) -> Result<ByteStream> {
                 (**self).get(key).await
+            }
+            async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+                (**self).get_range(key, start, len).await
             }
             async fn head(&self, key: &str) -> Result<ObjectMeta> {
                 (**self).head(key).await

@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::incremental::Tracker;
+use crate::index::IndexWriter;
 use crate::keys::Recipients;
 use crate::manifest::{
-    BackupId, Compression, DATA_PREFIX, Encryption, MANIFEST_FORMAT, Manifest, Payload, Tool,
+    BackupId, Compression, DATA_PREFIX, Encryption, IndexObject, MANIFEST_FORMAT, Manifest,
+    Payload, Tool,
 };
 use crate::pipeline::PipelineOptions;
 use crate::pipeline::encode::{Reading, encode};
@@ -142,6 +144,15 @@ pub(crate) async fn backup(
     };
     tracing::info!(%id, %name, store = %store.describe(), "backup started");
     let selection = source.selection()?;
+    // Directory trees get an index of their entries (not a volume's tar,
+    // which the engine writes).
+    let index = match &selection {
+        Some(_) => Some(Arc::new(IndexWriter::new(
+            &opts.recipients,
+            opts.pipeline.frame_size,
+        )?)),
+        None => None,
+    };
     let tracker = tracker(selection.as_ref(), opts, &id)?;
     let filter = match &selection {
         Some(chosen) => {
@@ -165,10 +176,18 @@ pub(crate) async fn backup(
             skip_unreadable: opts.skip_unreadable,
             tracker: tracker.clone(),
             filter,
+            index: index.clone(),
         },
         Arc::clone(&opts.progress),
     )
     .await?;
+    let index = match index {
+        Some(index) => {
+            let file = index.finish(encoded.measured.sizes.raw, encoded.frames)?;
+            Some(store_index(store, &id, file).await?)
+        }
+        None => None,
+    };
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         id,
@@ -192,6 +211,7 @@ pub(crate) async fn backup(
         tool: Tool::current(),
         warnings: encoded.warnings,
         parent: opts.parent.as_ref().map(|p| p.id.clone()),
+        index,
     };
     if let Some(tracker) = tracker {
         tracker.commit()?;
@@ -201,6 +221,42 @@ pub(crate) async fn backup(
         .await?;
     tracing::info!(id = %manifest.id, stored = manifest.sizes.stored, "backup complete");
     Ok(manifest)
+}
+
+/// Uploads a finished index and says where it is.
+async fn store_index(store: &dyn Store, id: &BackupId, file: std::fs::File) -> Result<IndexObject> {
+    use sha2::Digest;
+    let object = format!("{DATA_PREFIX}{id}.index.zst.age");
+    let hasher = Arc::new(std::sync::Mutex::new(sha2::Sha256::new()));
+    let tap = Arc::clone(&hasher);
+    let file = tokio::fs::File::from_std(file);
+    let chunks = futures::stream::unfold(file, move |mut file| {
+        let tap = Arc::clone(&tap);
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 768 << 10];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    tap.lock().unwrap_or_else(|e| e.into_inner()).update(&buf);
+                    Some((Ok(Bytes::from(buf)), file))
+                }
+                Err(e) => Some((Err(crate::error::unwrap_io(e)), file)),
+            }
+        }
+    });
+    let meta = store.put(&object, Box::pin(chunks)).await?;
+    let digest = hasher
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .finalize();
+    Ok(IndexObject {
+        object,
+        stored: meta.size,
+        sha256: crate::manifest::Sha256(digest.into()),
+    })
 }
 
 /// The file index tracker for a directory backup that keeps an index or

@@ -52,7 +52,12 @@ pub(crate) async fn gc(store: &dyn Store, older_than: Duration, apply: bool) -> 
     let old = |t: Option<DateTime<Utc>>| t.is_none_or(|t| t <= cutoff);
 
     let backups = list(store).await?.complete("gc")?;
-    let referenced: HashSet<&str> = backups.iter().map(|m| m.object.as_str()).collect();
+    let referenced: HashSet<&str> = backups
+        .iter()
+        .flat_map(|m| {
+            std::iter::once(m.object.as_str()).chain(m.index.as_ref().map(|i| i.object.as_str()))
+        })
+        .collect();
 
     let mut report = GcReport {
         incomplete: store

@@ -103,6 +103,7 @@ pub(crate) async fn import(
         tool: Tool::current(),
         warnings: Vec::new(),
         parent: None,
+        index: None,
     };
     // A file swapped between the two reads is caught here: verify the
     // stored copy against what was measured before publishing it.

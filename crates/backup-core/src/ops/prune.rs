@@ -40,10 +40,13 @@ pub(crate) async fn prune<Z: TimeZone>(
 }
 
 /// Removes one backup: its manifest (so it is no longer listed), then its
-/// data object.
+/// data object and index.
 pub(crate) async fn remove(store: &dyn Store, manifest: &Manifest) -> Result<()> {
     gone(store.delete(&manifest.id.manifest_key()).await)?;
     gone(store.delete(&manifest.object).await)?;
+    if let Some(index) = &manifest.index {
+        gone(store.delete(&index.object).await)?;
+    }
     tracing::info!(id = %manifest.id, "backup removed");
     Ok(())
 }

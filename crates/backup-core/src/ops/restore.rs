@@ -18,8 +18,10 @@ use crate::progress::{NoProgress, Progress};
 use crate::store::Store;
 
 pub(crate) mod extract;
+pub(crate) mod part;
 
 use extract::extract;
+pub use part::PartRead;
 
 /// Where to restore a backup.
 pub enum RestoreTarget {
@@ -48,6 +50,10 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Receives progress.
     pub progress: Arc<dyn Progress>,
+    /// For directory backups: restore only these paths (files or
+    /// directories, as `ls` names them). Where the backup has an index and
+    /// no parent, only the frames holding them are read.
+    pub include: Vec<String>,
 }
 
 impl Default for RestoreOptions {
@@ -55,6 +61,7 @@ impl Default for RestoreOptions {
         RestoreOptions {
             force: false,
             progress: Arc::new(NoProgress),
+            include: Vec::new(),
         }
     }
 }
@@ -71,6 +78,16 @@ impl RestoreOptions {
         self.progress = progress;
         self
     }
+
+    /// Restore only `paths` of a directory backup.
+    pub fn with_include<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.include = paths.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 /// What a restore did.
@@ -78,10 +95,13 @@ impl RestoreOptions {
 pub struct RestoreReport {
     /// Where the data went (a path, or `-` for a stream).
     pub target: String,
-    /// Plaintext bytes restored.
+    /// Plaintext bytes restored (for a partial restore: those of the
+    /// entries picked).
     pub bytes: u64,
     /// Archive entries extracted, for directory backups restored to a path.
     pub entries: Option<u64>,
+    /// For a partial restore read through the index: the bytes fetched.
+    pub read: Option<PartRead>,
 }
 
 /// Where the sink writes, decided before any data flows so that target
@@ -194,11 +214,15 @@ impl Plan {
 
     /// The sink: runs on a pipeline thread, returns the archive entries
     /// extracted (for directory backups).
-    pub(crate) fn write(&mut self, input: &mut dyn Read) -> Result<Option<u64>> {
+    pub(crate) fn write(
+        &mut self,
+        input: &mut dyn Read,
+        include: &[String],
+    ) -> Result<Option<u64>> {
         match self {
             Plan::Extract { dir, staging } => {
                 let into = staging.as_deref().unwrap_or(dir);
-                extract(input, into, false).map(Some)
+                extract(input, into, false, include).map(Some)
             }
             Plan::File { file, temp } => {
                 let mut out = File::options()
@@ -216,6 +240,17 @@ impl Plan {
                 w.flush().map_err(|e| write_err(Path::new("-"), e))?;
                 Ok(None)
             }
+        }
+    }
+
+    /// The directory a directory backup `m` is extracted into.
+    pub(crate) fn directory(&self, m: &Manifest) -> Result<PathBuf> {
+        match self {
+            Plan::Extract { dir, staging } => Ok(staging.clone().unwrap_or_else(|| dir.clone())),
+            _ => Err(Error::WrongKind {
+                id: m.id.to_string(),
+                problem: "is not a directory backup, so it restores whole".into(),
+            }),
         }
     }
 
@@ -308,13 +343,26 @@ pub(crate) async fn restore(
     target: RestoreTarget,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport> {
+    if !opts.include.is_empty() {
+        crate::ops::ls::directory_only(manifest)?;
+        if matches!(target, RestoreTarget::Writer(_)) {
+            return Err(Error::InvalidOption {
+                option: "include",
+                problem: "a part of a backup restores into a directory, not a stream".into(),
+            });
+        }
+    }
     if manifest.parent.is_some() {
         return restore_chain(store, manifest, identities, target, opts).await;
+    }
+    if manifest.index.is_some() && !opts.include.is_empty() {
+        return restore_part(store, manifest, identities, target, opts).await;
     }
     let plan = Plan::new(manifest, target, opts.force)?;
     let described = plan.describe();
     let shared = Arc::new(Mutex::new(Some(plan)));
     let sink_plan = Arc::clone(&shared);
+    let include = opts.include.clone();
     let result = decode(
         store,
         manifest,
@@ -323,7 +371,7 @@ pub(crate) async fn restore(
         move |input| {
             let mut guard = sink_plan.lock().unwrap_or_else(|e| e.into_inner());
             match guard.as_mut() {
-                Some(plan) => plan.write(input),
+                Some(plan) => plan.write(input, &include),
                 None => Err(Error::Interrupted("restore plan already used".into())),
             }
         },
@@ -341,6 +389,7 @@ pub(crate) async fn restore(
                 // Checked against the manifest by the pipeline.
                 bytes: manifest.sizes.raw,
                 entries,
+                read: None,
             })
         }
         Err(e) => {
@@ -381,24 +430,17 @@ async fn restore_chain(
     }
     let plan = Plan::new(&chain[0], target, opts.force)?;
     let described = plan.describe();
-    let into = match &plan {
-        Plan::Extract { dir, staging } => staging.clone().unwrap_or_else(|| dir.clone()),
-        _ => {
-            return Err(Error::WrongKind {
-                id: chain[0].id.to_string(),
-                problem: "is not a directory backup, so it cannot start a chain".into(),
-            });
-        }
-    };
+    let into = plan.directory(&chain[0])?;
     let mut entries = 0;
     for (i, link) in chain.iter().enumerate() {
         let dir = into.clone();
+        let include = opts.include.clone();
         let result = decode(
             store,
             link,
             identities,
             Arc::clone(&opts.progress),
-            move |input| extract(input, &dir, i > 0),
+            move |input| extract(input, &dir, i > 0, &include),
         )
         .await;
         match result {
@@ -416,5 +458,37 @@ async fn restore_chain(
         target: described,
         bytes: chain.iter().map(|m| m.sizes.raw).sum(),
         entries: Some(entries),
+        read: None,
     })
+}
+
+/// Restores the paths `opts.include` names of a full directory backup
+/// with an index, reading only the frames that hold them.
+async fn restore_part(
+    store: &dyn Store,
+    manifest: &Manifest,
+    identities: &Identities,
+    target: RestoreTarget,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport> {
+    let plan = Plan::new(manifest, target, opts.force)?;
+    let described = plan.describe();
+    let into = plan.directory(manifest)?;
+    match part::extract_part(store, manifest, identities, &opts.include, into).await {
+        Ok((entries, plaintext, read)) => {
+            plan.commit()?;
+            Ok(RestoreReport {
+                target: described,
+                bytes: plaintext,
+                entries: Some(entries),
+                read: Some(read),
+            })
+        }
+        Err(e) => {
+            if let Some(note) = plan.abandon() {
+                tracing::warn!("restore of {} failed: {note}", manifest.id);
+            }
+            Err(e)
+        }
+    }
 }

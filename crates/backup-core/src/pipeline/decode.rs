@@ -229,7 +229,7 @@ fn corrupt(m: &Expect, problem: String) -> Error {
 }
 
 /// Explains a failure to open the age header.
-fn header_error(m: &Expect, ids: &Identities, e: age::DecryptError) -> Error {
+pub(crate) fn header_error(m: &Expect, ids: &Identities, e: age::DecryptError) -> Error {
     use age::DecryptError as D;
     match e {
         D::NoMatchingKeys | D::DecryptionFailed | D::KeyDecryptionFailed => {

@@ -46,6 +46,8 @@ pub(crate) struct Reading {
     pub tracker: Option<Arc<crate::incremental::Tracker>>,
     /// For directories: what is left out.
     pub filter: crate::source::Filter,
+    /// For directories: the index of entries being written.
+    pub index: Option<Arc<crate::index::IndexWriter>>,
 }
 
 /// The outcome of a successful encode.
@@ -54,6 +56,8 @@ pub(crate) struct Encoded {
     pub info: SourceInfo,
     pub measured: Measured,
     pub warnings: Vec<String>,
+    /// The compressed size of every zstd frame, in order.
+    pub frames: Vec<u32>,
 }
 
 /// Streams `source` through the pipeline into `store` under `key`.
@@ -70,6 +74,7 @@ pub(crate) async fn encode(
         skip_unreadable,
         tracker,
         filter,
+        index,
     } = reading;
     opts.check()?;
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(QUEUE);
@@ -98,6 +103,7 @@ pub(crate) async fn encode(
             warn: &warn,
             tracker: tracker.as_deref(),
             filter: &filter,
+            index: index.as_deref(),
         };
         let info = source.produce(&mut plain, &read_opts)?;
         let raw = plain.finish()?;
@@ -139,8 +145,8 @@ pub(crate) async fn encode(
                     .map_err(|_| Error::Interrupted("a hash thread panicked".into()))
             };
             let (plain, stored_sha) = (joined(plain_hasher)?, joined(stored_hasher)?);
-            let (compressed, stored) = sealed?;
-            Ok((plain, compressed, stored, stored_sha))
+            let (compressed, stored, frames) = sealed?;
+            Ok((plain, compressed, stored, stored_sha, frames))
         })
     });
 
@@ -150,7 +156,7 @@ pub(crate) async fn encode(
     let (seal, seal_status) = split(seal);
     let (_, put_status) = split(put);
     first_failure([read_status, seal_status, put_status])?;
-    let (Some((info, raw, warnings)), Some((plaintext, compressed, stored, stored_sha))) =
+    let (Some((info, raw, warnings)), Some((plaintext, compressed, stored, stored_sha, frames))) =
         (read, seal)
     else {
         return Err(Error::Interrupted(
@@ -161,25 +167,29 @@ pub(crate) async fn encode(
         info,
         measured: Measured::new((raw, plaintext), compressed, (stored, stored_sha)),
         warnings,
+        frames,
     })
 }
 
 /// Encrypts the compressed frames in order and hands each frame's plaintext
-/// to the hash thread. Returns the compressed and the stored size.
+/// to the hash thread. Returns the compressed and the stored size, and
+/// each frame's compressed size (4 bytes per frame: compact).
 fn seal(
     mut age: Sealer<StoredSink<'_>>,
     mut frames: FrameReader,
     hash: SyncSender<Hashed>,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, Vec<u32>)> {
     let mut compressed = 0u64;
+    let mut sizes = Vec::new();
     while let Some(frame) = frames.next()? {
         age.write_all(frame.compressed()).map_err(unwrap_io)?;
         compressed += frame.compressed().len() as u64;
+        sizes.push(u32::try_from(frame.compressed().len()).unwrap_or(u32::MAX));
         hash.send(Hashed::Plain(frames.keep_plain(frame)))
             .map_err(|_| hash_stopped())?;
     }
     let stored = age.finish().map_err(unwrap_io)?.finish()?;
-    Ok((compressed, stored))
+    Ok((compressed, stored, sizes))
 }
 
 /// Bytes for a hash thread, in stream order.
@@ -261,6 +271,10 @@ impl Write for PlainSink<'_> {
 }
 
 impl Sink for PlainSink<'_> {
+    fn written(&self) -> Option<u64> {
+        Some(self.bytes + self.filled as u64)
+    }
+
     fn read_from(&mut self, from: &mut dyn Read, limit: u64) -> io::Result<usize> {
         self.make_room()?;
         let room = (self.buf.len() - self.filled) as u64;

@@ -322,6 +322,10 @@ fn archive(
             Item::Symlink { target, .. } => Some(target.as_os_str().as_bytes()),
             _ => None,
         };
+        if let Some(index) = opts.index {
+            let offset = out.written().unwrap_or(0);
+            index.record(&index_entry(&item, name, md, link), offset)?;
+        }
         write_header(out, &mut header, name, link)?;
         if let Item::File { md, path, body, .. } = item {
             write_body(body, md.len(), out, &path, opts)?;
@@ -331,6 +335,38 @@ fn archive(
     // The end of the archive: two zero blocks.
     out.write_all(&[0u8; 1024]).map_err(write_err)?;
     Ok(entries)
+}
+
+/// The index's view of an item about to be archived.
+fn index_entry(
+    item: &Item,
+    name: &[u8],
+    md: &Metadata,
+    link: Option<&[u8]>,
+) -> crate::index::Entry {
+    use crate::index::Kind;
+    let kind = match item {
+        Item::Dir { .. } => Kind::Dir,
+        Item::File { .. } => Kind::File,
+        Item::HardLink { .. } => Kind::Hardlink,
+        Item::Symlink { .. } => Kind::Symlink,
+        Item::Special { md, .. } if md.file_type().is_fifo() => Kind::Fifo,
+        Item::Special { md, .. } if md.file_type().is_char_device() => Kind::Char,
+        Item::Special { .. } => Kind::Block,
+        Item::Socket { .. } | Item::Failed { .. } => Kind::Other,
+    };
+    crate::index::Entry {
+        path: crate::index::display_name(name),
+        kind,
+        size: if kind == Kind::File { md.len() } else { 0 },
+        mode: md.mode() & 0o7777,
+        mtime: md.mtime(),
+        link: link.map(|l| match kind {
+            Kind::Hardlink => crate::index::display_name(l),
+            _ => String::from_utf8_lossy(l).into_owned(),
+        }),
+        offset: 0,
+    }
 }
 
 /// Writes `header` with `name` (and `link`, for links) exactly as given:

@@ -277,6 +277,21 @@ impl Store for LocalStore {
         Ok(file_stream(file, self.describe(), key.to_owned()))
     }
 
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+        use std::io::{Read, Seek};
+        let path = self.path_of(key)?;
+        let data = blocking(move || {
+            let mut file = File::open(path)?;
+            file.seek(io::SeekFrom::Start(start))?;
+            let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(16 << 20));
+            file.take(len).read_to_end(&mut data)?;
+            Ok(data)
+        })
+        .await
+        .map_err(|e| self.err("get", key, e))?;
+        Ok(Bytes::from(data))
+    }
+
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         let path = self.path_of(key)?;
         let md = blocking(move || fs::metadata(path))

@@ -87,6 +87,17 @@ impl Store for MemoryStore {
         Ok(futures::stream::iter(chunks).boxed())
     }
 
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+        validate_key(key)?;
+        let data = self.objects().get(key).map(|(d, _)| d.clone());
+        let data = data.ok_or_else(|| self.not_found(key))?;
+        let from = usize::try_from(start).unwrap_or(usize::MAX).min(data.len());
+        let to = usize::try_from(start.saturating_add(len))
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        Ok(data.slice(from..to))
+    }
+
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         validate_key(key)?;
         let objects = self.objects();

@@ -5,6 +5,7 @@ mod damage;
 mod incremental;
 #[cfg(feature = "jobs")]
 mod jobs;
+mod parts;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod roundtrip;

@@ -3,8 +3,7 @@
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use backup_core::store::{ByteStream, ObjectMeta};
+use backup_core::store::ByteStream;
 use backup_core::{
     BackupOptions, Identities, MemoryStore, Recipients, Repository, Result, Store, keys,
 };
@@ -68,14 +67,44 @@ pub(crate) struct Rechunk {
     pub sizes: Vec<usize>,
 }
 
-#[async_trait]
-impl Store for Rechunk {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
-        self.inner.put(key, data).await
-    }
+/// A test store over `inner`: the methods given, and the rest passed on
+/// to `inner` unchanged.
+macro_rules! test_store {
+    ($ty:ty, { $($methods:tt)* }) => {
+        #[async_trait::async_trait]
+        impl backup_core::Store for $ty {
+            fn describe(&self) -> String {
+                self.inner.describe()
+            }
+            async fn put(
+                &self,
+                key: &str,
+                data: backup_core::store::ByteStream,
+            ) -> backup_core::Result<backup_core::store::ObjectMeta> {
+                self.inner.put(key, data).await
+            }
+            async fn head(
+                &self,
+                key: &str,
+            ) -> backup_core::Result<backup_core::store::ObjectMeta> {
+                self.inner.head(key).await
+            }
+            async fn list(
+                &self,
+                prefix: &str,
+            ) -> backup_core::Result<Vec<backup_core::store::ObjectMeta>> {
+                self.inner.list(prefix).await
+            }
+            async fn delete(&self, key: &str) -> backup_core::Result<()> {
+                self.inner.delete(key).await
+            }
+            $($methods)*
+        }
+    };
+}
+pub(crate) use test_store;
+
+test_store!(Rechunk, {
     async fn get(&self, key: &str) -> Result<ByteStream> {
         let mut whole = Vec::new();
         let mut s = self.inner.get(key).await?;
@@ -94,16 +123,7 @@ impl Store for Rechunk {
         }
         Ok(futures::stream::iter(chunks).boxed())
     }
-    async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key).await
-    }
-}
+});
 
 /// A `Write` target that can be read after the restore moved it away.
 #[derive(Clone, Default)]

@@ -18,7 +18,15 @@ use crate::pipeline::{BLOCK, read_full};
 /// and directory mtimes come out right.
 /// Extracts a tar stream into `dir`. For an incremental `layer`, its
 /// deletion list (the first member) is applied instead of written.
-pub(crate) fn extract(input: &mut dyn Read, dir: &Path, layer: bool) -> Result<u64> {
+///
+/// With `include` (paths as `ls` names them), only the entries at or below
+/// them are written, and hard links to entries outside them are left out.
+pub(crate) fn extract(
+    input: &mut dyn Read,
+    dir: &Path,
+    layer: bool,
+    include: &[String],
+) -> Result<u64> {
     let mut archive = tar::Archive::new(input);
     let root_user = is_root();
     archive.set_preserve_permissions(true);
@@ -48,6 +56,17 @@ pub(crate) fn extract(input: &mut dyn Read, dir: &Path, layer: bool) -> Result<u
             crate::incremental::apply_deletions(&files.root, &list).map_err(fail)?;
             files.inside.clear();
             continue;
+        }
+        if !include.is_empty() {
+            let wanted = |name: &[u8]| {
+                let name = crate::index::display_name(name);
+                include.iter().any(|i| crate::index::is_under(&name, i))
+            };
+            let link_outside = entry.header().entry_type().is_hard_link()
+                && entry.link_name_bytes().is_some_and(|l| !wanted(&l));
+            if !wanted(&entry.path_bytes()) || link_outside {
+                continue;
+            }
         }
         match entry.header().entry_type() {
             tar::EntryType::Directory => dirs.push(entry),

@@ -13,7 +13,7 @@ impl S3Store {
     /// One byte range of an object, read whole as the chunks that arrived
     /// (no copy into one buffer), retried as a whole when the connection
     /// drops mid-body, which the SDK does not retry.
-    pub(super) async fn get_range(
+    pub(super) async fn fetch_range(
         self,
         key: String,
         etag: Option<String>,
