@@ -201,9 +201,14 @@ impl Layout {
     /// The frame holding plaintext `offset` and the compressed offset and
     /// plaintext offset where that frame starts.
     pub(crate) fn frame_of(&self, offset: u64) -> (u64, u64) {
-        let k = (offset / self.frame_size.max(1)) as usize;
-        let compressed: u64 = self.frames.iter().take(k).map(|&n| u64::from(n)).sum();
-        (compressed, k as u64 * self.frame_size)
+        let k = offset / self.frame_size.max(1);
+        let compressed: u64 = self
+            .frames
+            .iter()
+            .take(usize::try_from(k).unwrap_or(usize::MAX))
+            .map(|&n| u64::from(n))
+            .sum();
+        (compressed, k * self.frame_size.max(1))
     }
 }
 
@@ -271,6 +276,107 @@ pub(crate) fn read(
             }
         }
     }
+}
+
+/// Where the entries at or below some paths lie in the plaintext: one
+/// range per path (a directory's entries follow it without a gap, as the
+/// archive walks trees depth-first), found while an index is read.
+pub(crate) struct Finder {
+    wanted: Vec<String>,
+    found: Vec<(Option<u64>, Option<u64>)>,
+    last: u64,
+}
+
+/// A part of the plaintext to read, and where its frame starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The first plaintext byte.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
+    /// Where the frame holding `start` starts in the compressed stream.
+    pub compressed_at: u64,
+    /// Where that frame starts in the plaintext.
+    pub frame_start: u64,
+}
+
+impl Finder {
+    pub(crate) fn new(paths: &[String]) -> Finder {
+        Finder {
+            wanted: paths.to_vec(),
+            found: vec![(None, None); paths.len()],
+            last: 0,
+        }
+    }
+
+    /// Takes the index's next entry.
+    pub(crate) fn see(&mut self, e: &Entry, id: &str) -> Result<()> {
+        if e.offset < self.last {
+            return Err(Error::Corrupt {
+                id: id.to_owned(),
+                problem: "its index is damaged: entries out of order".into(),
+            });
+        }
+        self.last = e.offset;
+        for (path, (start, end)) in self.wanted.iter().zip(&mut self.found) {
+            if is_under(&e.path, path) {
+                if start.is_none() {
+                    *start = Some(e.offset);
+                }
+            } else if start.is_some() && end.is_none() {
+                *end = Some(e.offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// The ranges to read, merged where they overlap, in order.
+    pub(crate) fn spans(self, layout: &Layout, id: &str) -> Result<Vec<Span>> {
+        let mut ranges = Vec::new();
+        for (path, (start, end)) in self.wanted.iter().zip(self.found) {
+            let Some(start) = start else {
+                return Err(Error::NotInBackup {
+                    id: id.to_owned(),
+                    path: path.clone(),
+                });
+            };
+            ranges.push((start, end.unwrap_or(layout.end).max(start)));
+        }
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in ranges {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(start, end)| {
+                let (compressed_at, frame_start) = layout.frame_of(start);
+                Span {
+                    start,
+                    end,
+                    compressed_at,
+                    frame_start,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Reads a decrypted, decompressed index and plans the reads that restore
+/// `include` from its backup: what `restore --include` does before it
+/// fetches anything. For tools and fuzzing.
+///
+/// # Errors
+///
+/// [`Error::Corrupt`] for an index that does not parse or whose entries
+/// are out of order, [`Error::NotInBackup`] for a path it lacks.
+pub fn plan(input: &mut dyn Read, include: &[String]) -> Result<Vec<Span>> {
+    let mut finder = Finder::new(include);
+    let layout = read(input, "index", |e| finder.see(&e, "index"))?;
+    finder.spans(&layout, "index")
 }
 
 /// True when `path` (as the index names it) is `under` or inside it.

@@ -61,6 +61,7 @@ pub struct FaultProxy {
     addr: SocketAddr,
     plan: Arc<Mutex<Plan>>,
     faulted: Arc<AtomicU64>,
+    downloaded: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -79,7 +80,12 @@ impl FaultProxy {
             remaining: None,
         }));
         let faulted = Arc::new(AtomicU64::new(0));
-        let (p, f) = (Arc::clone(&plan), Arc::clone(&faulted));
+        let downloaded = Arc::new(AtomicU64::new(0));
+        let (p, f, d) = (
+            Arc::clone(&plan),
+            Arc::clone(&faulted),
+            Arc::clone(&downloaded),
+        );
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let fault = {
@@ -96,13 +102,14 @@ impl FaultProxy {
                 if fault != Fault::None {
                     f.fetch_add(1, Ordering::Relaxed);
                 }
-                tokio::spawn(relay(client, upstream, fault));
+                tokio::spawn(relay(client, upstream, fault, Arc::clone(&d)));
             }
         });
         FaultProxy {
             addr,
             plan,
             faulted,
+            downloaded,
             task,
         }
     }
@@ -122,6 +129,12 @@ impl FaultProxy {
         };
     }
 
+    /// Bytes the server has sent to clients so far (HTTP headers
+    /// included), and zero again after.
+    pub fn take_downloaded(&self) -> u64 {
+        self.downloaded.swap(0, Ordering::Relaxed)
+    }
+
     /// How many connections have been given a fault so far.
     pub fn faulted(&self) -> u64 {
         self.faulted.load(Ordering::Relaxed)
@@ -134,7 +147,7 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn relay(client: TcpStream, upstream: SocketAddr, fault: Fault) {
+async fn relay(client: TcpStream, upstream: SocketAddr, fault: Fault, downloaded: Arc<AtomicU64>) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -181,7 +194,13 @@ async fn relay(client: TcpStream, upstream: SocketAddr, fault: Fault) {
         }
     };
     let download = async {
-        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = sr.read(&mut buf).await {
+            if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            downloaded.fetch_add(n as u64, Ordering::Relaxed);
+        }
         let _ = cw.shutdown().await;
         Outcome::Closed
     };

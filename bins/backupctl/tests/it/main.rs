@@ -17,6 +17,7 @@ mod excludes;
 mod interop;
 mod jobs;
 mod keys;
+mod parts;
 mod pg_container;
 mod postgres;
 mod robustness;

@@ -388,3 +388,95 @@ fn gc_removes_unfinished_uploads_and_unreferenced_objects() {
             .expect("the kept backup is intact");
     });
 }
+
+/// `ls` and a one-file restore from a directory backup on Garage read the
+/// index and the frames holding the file, beside a full restore: bytes
+/// counted by the proxy between us and the server (HTTP included).
+/// `SHIPSHAPE_PARTS_MIB` sets the backup's size (64 MiB by default;
+/// benches/partial-restore.sh runs it at 4 GiB).
+#[test]
+fn ls_and_one_file_read_only_the_index_and_its_frames() {
+    let Some(server) = services::s3() else {
+        return;
+    };
+    let mib: usize = std::env::var("SHIPSHAPE_PARTS_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tmp");
+    let tree = dir.path().join("tree");
+    // 1 MiB files of noise (nothing to compress), 64 to a directory.
+    let mut x = 0x2545_f491_u32;
+    for i in 0..mib {
+        let sub = tree.join(format!("d{:03}", i / 64));
+        std::fs::create_dir_all(&sub).expect("dir");
+        let mut data = vec![0u8; MIB];
+        for b in &mut data {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        std::fs::write(sub.join(format!("f{:04}.bin", i % 64)), &data).expect("file");
+    }
+    let (proxy, store) = rt.block_on(behind_proxy(
+        &server,
+        &fresh_prefix("parts"),
+        S3Options::default(),
+    ));
+    let repo = Repository::new(Arc::new(store));
+    let (recipients, ids) = key_pair();
+    let m = rt
+        .block_on(repo.backup(Source::path(&tree), &options(&recipients)))
+        .expect("backup");
+    let index = m.index.clone().expect("an index");
+
+    proxy.take_downloaded();
+    let entries = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = Arc::clone(&entries);
+    rt.block_on(repo.ls(&m, &ids, ".", move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }))
+    .expect("ls");
+    let ls = proxy.take_downloaded();
+
+    let pick = format!("d{:03}/f{:04}.bin", (mib / 2) / 64, (mib / 2) % 64);
+    let one = dir.path().join("one");
+    rt.block_on(repo.restore(
+        &m,
+        &ids,
+        backup_core::RestoreTarget::Path(one.clone()),
+        &backup_core::RestoreOptions::default().with_include([pick.clone()]),
+    ))
+    .expect("one file");
+    let one_file = proxy.take_downloaded();
+    assert_eq!(
+        std::fs::read(one.join(&pick)).expect("restored"),
+        std::fs::read(tree.join(&pick)).expect("original")
+    );
+
+    rt.block_on(repo.restore(
+        &m,
+        &ids,
+        backup_core::RestoreTarget::Writer(Box::new(std::io::sink())),
+        &backup_core::RestoreOptions::default(),
+    ))
+    .expect("full restore");
+    let full = proxy.take_downloaded();
+    eprintln!(
+        "parts on Garage: {mib} MiB backup, {} B stored, index {} B, {} entries: \
+         ls read {ls} B, one 1 MiB file read {one_file} B, full restore read {full} B",
+        m.sizes.stored,
+        index.stored,
+        entries.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    // Each request costs a few hundred bytes of HTTP headers.
+    assert!(ls < index.stored + 16 * 1024, "ls read {ls} B");
+    assert!(
+        one_file < index.stored + 3 * MIB as u64,
+        "one file read {one_file} B"
+    );
+    assert!(full >= m.sizes.stored, "full restore read {full} B");
+}

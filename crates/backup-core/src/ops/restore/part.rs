@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::extract::extract;
 use crate::error::{Error, Result, unwrap_io};
-use crate::index::{self, Layout};
+use crate::index::{Finder, Span};
 use crate::keys::Identities;
 use crate::manifest::Manifest;
 use crate::ops::ls::read_index;
@@ -26,54 +26,28 @@ pub struct PartRead {
     pub data: u64,
 }
 
-/// The plaintext ranges holding `include`'s entries: one per path, found
-/// in the index (a directory's entries follow it without a gap, as the
-/// archive walks trees depth-first).
+/// The parts of the plaintext holding `include`'s entries, from the index.
 async fn locate(
     store: &dyn Store,
     manifest: &Manifest,
     identities: &Identities,
     include: &[String],
-) -> Result<(Vec<(u64, u64)>, Layout)> {
-    let wanted: Vec<String> = include.to_vec();
-    let found = Arc::new(std::sync::Mutex::new(vec![(None, None); wanted.len()]));
-    let tap = Arc::clone(&found);
+) -> Result<Vec<Span>> {
+    let id = manifest.id.to_string();
+    let finder = Arc::new(std::sync::Mutex::new(Finder::new(include)));
+    let tap = Arc::clone(&finder);
+    let seen_id = id.clone();
     let layout = read_index(store, manifest, identities, move |e| {
-        let mut found = tap.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, path) in wanted.iter().enumerate() {
-            let (start, end): &mut (Option<u64>, Option<u64>) = &mut found[i];
-            if index::is_under(&e.path, path) {
-                if start.is_none() {
-                    *start = Some(e.offset);
-                }
-            } else if start.is_some() && end.is_none() {
-                *end = Some(e.offset);
-            }
-        }
-        Ok(())
+        tap.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .see(&e, &seen_id)
     })
     .await?;
-    let found = found.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut ranges = Vec::new();
-    for (path, (start, end)) in include.iter().zip(found) {
-        let Some(start) = start else {
-            return Err(Error::NotInBackup {
-                id: manifest.id.to_string(),
-                path: path.clone(),
-            });
-        };
-        ranges.push((start, end.unwrap_or(layout.end)));
-    }
-    // Overlapping ranges (a path and one inside it) are read once.
-    ranges.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in ranges {
-        match merged.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => merged.push((s, e)),
-        }
-    }
-    Ok((merged, layout))
+    let finder = std::mem::replace(
+        &mut *finder.lock().unwrap_or_else(|e| e.into_inner()),
+        Finder::new(&[]),
+    );
+    finder.spans(&layout, &id)
 }
 
 /// Extracts the entries under `include` into `into`, reading only the
@@ -86,16 +60,21 @@ pub(crate) async fn extract_part(
     include: &[String],
     into: PathBuf,
 ) -> Result<(u64, u64, PartRead)> {
-    let (ranges, layout) = locate(store, manifest, identities, include).await?;
+    let spans = locate(store, manifest, identities, include).await?;
     let mut read = PartRead {
         index: manifest.index.as_ref().map_or(0, |i| i.stored),
         data: 0,
     };
     let mut entries = 0;
-    let plaintext = ranges.iter().map(|(s, e)| e - s).sum();
+    let plaintext = spans.iter().map(|s| s.end - s.start).sum();
     let include: Arc<[String]> = include.into();
-    for (start, end) in ranges {
-        let (compressed_at, plain_at) = layout.frame_of(start);
+    for Span {
+        start,
+        end,
+        compressed_at,
+        frame_start,
+    } in spans
+    {
         let expect = Expect::manifest(manifest);
         let ids = identities.clone();
         let (into, include) = (into.clone(), Arc::clone(&include));
@@ -115,8 +94,11 @@ pub(crate) async fn extract_part(
                         .seek(SeekFrom::Start(compressed_at))
                         .map_err(|e| damaged(&expect, &e))?;
                     let mut frames = zstd::Decoder::new(plain).map_err(unwrap_io)?;
-                    io::copy(&mut (&mut frames).take(start - plain_at), &mut io::sink())
-                        .map_err(|e| damaged(&expect, &e))?;
+                    io::copy(
+                        &mut (&mut frames).take(start - frame_start),
+                        &mut io::sink(),
+                    )
+                    .map_err(|e| damaged(&expect, &e))?;
                     let mut part = Checked {
                         inner: (&mut frames).take(end - start),
                         expect: &expect,
