@@ -26,8 +26,6 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, unwrap_io};
-use crate::keys::Recipients;
-use crate::pipeline::seal::Sealer;
 
 /// The index format this version writes and reads.
 pub(crate) const INDEX_FORMAT: u32 = 1;
@@ -116,23 +114,24 @@ pub(crate) fn display_name(archive_name: &[u8]) -> String {
     }
 }
 
+/// Where an index's compressed bytes go (an encrypting writer to a
+/// temporary file), and the file it leaves when finished.
+pub(crate) trait Spool: Write + Send {
+    /// Ends the stream and hands back the file.
+    fn finish(self: Box<Self>) -> io::Result<File>;
+}
+
 /// Writes an index while a backup streams: entries as the archive writes
-/// them, compressed and encrypted to an unnamed temporary file.
+/// them, compressed into a [`Spool`].
 pub(crate) struct IndexWriter {
-    out: Mutex<Option<zstd::Encoder<'static, Sealer<File>>>>,
+    out: Mutex<Option<zstd::Encoder<'static, Box<dyn Spool>>>>,
 }
 
 impl IndexWriter {
-    /// Starts an index encrypted to `recipients`, for frames of
-    /// `frame_size` plaintext bytes.
-    pub(crate) fn new(recipients: &Recipients, frame_size: usize) -> Result<IndexWriter> {
-        let file = tempfile::tempfile().map_err(|e| {
-            Error::Interrupted(format!(
-                "cannot make a temporary file for the backup's index: {e}"
-            ))
-        })?;
-        let sealer = Sealer::new(recipients, file)?;
-        let mut out = zstd::Encoder::new(sealer, 3).map_err(unwrap_io)?;
+    /// Starts an index into `spool`, for frames of `frame_size` plaintext
+    /// bytes.
+    pub(crate) fn new(spool: Box<dyn Spool>, frame_size: usize) -> Result<IndexWriter> {
+        let mut out = zstd::Encoder::new(spool, 3).map_err(unwrap_io)?;
         write_line(
             &mut out,
             &Line::Head {
@@ -175,8 +174,8 @@ impl IndexWriter {
             .take()
             .ok_or_else(|| Error::Interrupted("the index was finished twice".into()))?;
         write_line(&mut out, &Line::Tail { end, frames })?;
-        let sealer = out.finish().map_err(unwrap_io)?;
-        let mut file = sealer.finish().map_err(unwrap_io)?;
+        let spool = out.finish().map_err(unwrap_io)?;
+        let mut file = spool.finish().map_err(unwrap_io)?;
         file.rewind().map_err(unwrap_io)?;
         Ok(file)
     }

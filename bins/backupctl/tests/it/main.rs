@@ -192,8 +192,11 @@ pub(crate) fn data_object(repo: &Path) -> PathBuf {
         .expect("data dir")
         .map(|e| e.expect("entry").path())
         .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            // Hidden temporary files, and a directory backup's index.
+            !p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with('.') || n.ends_with(".index.zst.age")
+            })
         })
         .collect();
     assert_eq!(objects.len(), 1, "{objects:?}");

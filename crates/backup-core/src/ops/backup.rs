@@ -16,6 +16,7 @@ use crate::manifest::{
 };
 use crate::pipeline::PipelineOptions;
 use crate::pipeline::encode::{Reading, encode};
+use crate::pipeline::seal::Sealer;
 use crate::progress::{NoProgress, Progress};
 use crate::source::tree::Selection;
 use crate::source::{Excludes, Filter, Source};
@@ -147,10 +148,15 @@ pub(crate) async fn backup(
     // Directory trees get an index of their entries (not a volume's tar,
     // which the engine writes).
     let index = match &selection {
-        Some(_) => Some(Arc::new(IndexWriter::new(
-            &opts.recipients,
-            opts.pipeline.frame_size,
-        )?)),
+        Some(_) => {
+            let file = tempfile::tempfile().map_err(|e| {
+                Error::Interrupted(format!(
+                    "cannot make a temporary file for the backup's index: {e}"
+                ))
+            })?;
+            let spool = Box::new(Sealer::new(&opts.recipients, file)?);
+            Some(Arc::new(IndexWriter::new(spool, opts.pipeline.frame_size)?))
+        }
         None => None,
     };
     let tracker = tracker(selection.as_ref(), opts, &id)?;

@@ -56,10 +56,52 @@ pub(crate) async fn verify(
             });
         }
     }
+    if manifest.index.is_some() {
+        check_index(store, manifest, identities, entries).await?;
+    }
     Ok(VerifyReport {
         id: manifest.id.clone(),
         stored: manifest.sizes.stored,
         raw: manifest.sizes.raw,
         entries,
     })
+}
+
+/// Reads a backup's index through and checks it against the data: as many
+/// entries as the archive (but an incremental's deletion list), and frames
+/// that add up to the compressed stream.
+async fn check_index(
+    store: &dyn Store,
+    manifest: &Manifest,
+    identities: &Identities,
+    archive_entries: Option<u64>,
+) -> Result<()> {
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tap = Arc::clone(&counted);
+    let layout = crate::ops::ls::read_index(store, manifest, identities, move |_| {
+        tap.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    })
+    .await?;
+    let listed = counted.load(std::sync::atomic::Ordering::Relaxed);
+    let damaged = |problem: String| Error::Corrupt {
+        id: manifest.id.to_string(),
+        problem: format!("its index does not match its data: {problem}"),
+    };
+    let deletions = u64::from(manifest.parent.is_some());
+    if let Some(found) = archive_entries {
+        if listed + deletions != found {
+            return Err(damaged(format!(
+                "{listed} entries listed, {found} in the archive"
+            )));
+        }
+    }
+    let compressed: u64 = layout.frames.iter().map(|&n| u64::from(n)).sum();
+    if layout.end != manifest.sizes.raw || compressed != manifest.sizes.compressed {
+        return Err(damaged(format!(
+            "it maps {} plaintext bytes in {compressed} compressed ones; the backup has {} in {}",
+            layout.end, manifest.sizes.raw, manifest.sizes.compressed
+        )));
+    }
+    Ok(())
 }

@@ -251,3 +251,9 @@ mod tests {
         assert!(reader.read_to_end(&mut plain).is_err());
     }
 }
+
+impl crate::index::Spool for Sealer<std::fs::File> {
+    fn finish(self: Box<Self>) -> io::Result<std::fs::File> {
+        Sealer::finish(*self)
+    }
+}

@@ -36,6 +36,41 @@ pub(crate) fn suite(make: impl Fn() -> Arc<dyn Store>) {
     rt.block_on(invalid_keys_are_refused(make().as_ref()));
     rt.block_on(concurrent_writers(make()));
     rt.block_on(multipart_sized_objects(make().as_ref()));
+    rt.block_on(ranged_reads(make().as_ref()));
+}
+
+/// `get_range`: any part of an object, fewer bytes where it ends first,
+/// nothing past its end, and not found for a missing key.
+async fn ranged_reads(store: &dyn Store) {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    store
+        .put("data/ranged", stream_of(vec![Bytes::from(data.clone())]))
+        .await
+        .expect("put");
+    for (start, len) in [
+        (0, 10),
+        (65_536, 70_000),
+        (299_990, 10),
+        (299_990, 100),
+        (250_000, 0),
+    ] {
+        let got = store
+            .get_range("data/ranged", start, len)
+            .await
+            .expect("range");
+        let from = (start as usize).min(data.len());
+        let to = ((start + len) as usize).min(data.len());
+        assert_eq!(got.as_ref(), &data[from..to], "{start}+{len}");
+    }
+    let past = store.get_range("data/ranged", 400_000, 10).await;
+    assert!(past.is_ok_and(|b| b.is_empty()), "past the end: nothing");
+    assert!(
+        store
+            .get_range("data/missing", 0, 10)
+            .await
+            .expect_err("missing")
+            .is_not_found()
+    );
 }
 
 /// Objects spanning several 5 MiB parts (where a store has parts), with a
