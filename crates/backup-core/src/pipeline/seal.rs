@@ -166,6 +166,12 @@ impl age::Recipient for Tapped<'_> {
     }
 }
 
+impl crate::index::Spool for Sealer<std::fs::File> {
+    fn finish(self: Box<Self>) -> io::Result<std::fs::File> {
+        Sealer::finish(*self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -249,11 +255,5 @@ mod tests {
             .expect("identity");
         let mut plain = Vec::new();
         assert!(reader.read_to_end(&mut plain).is_err());
-    }
-}
-
-impl crate::index::Spool for Sealer<std::fs::File> {
-    fn finish(self: Box<Self>) -> io::Result<std::fs::File> {
-        Sealer::finish(*self)
     }
 }
