@@ -174,7 +174,8 @@ pub enum Command {
         #[command(flatten)]
         which: WhichArgs,
         /// Restore only this path of a directory backup (repeatable): a
-        /// file, or a directory with everything below it.
+        /// file, or a directory with everything below it, as `ls` names it
+        /// or by its absolute path on the backed-up machine.
         #[arg(long, value_name = "PATH")]
         include: Vec<String>,
         /// Where to restore to: a path, `-` for standard output, a

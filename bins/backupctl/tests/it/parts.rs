@@ -63,13 +63,15 @@ fn ls_and_include_pick_what_they_name() {
     assert_eq!(file["size"], "src/main.rs".len());
 
     let out = sb.path("one");
+    // As `ls` names it, or by its path on the backed-up machine.
+    let absolute = root.join("z.txt");
     let report: serde_json::Value = serde_json::from_str(&sb.ok([
         "restore",
         full.as_str(),
         "--include",
-        "src/lib",
+        "./src/lib/",
         "--include",
-        "z.txt",
+        absolute.to_str().unwrap_or_default(),
         "-t",
         out.to_str().unwrap_or_default(),
         "--repo",

@@ -32,7 +32,7 @@ pub(crate) async fn ls(
     mut each: impl FnMut(Entry) -> Result<()> + Send + 'static,
 ) -> Result<Listed> {
     directory_only(manifest)?;
-    let under = under.to_owned();
+    let under = index::normalize(under, manifest);
     if manifest.index.is_some() {
         read_index(store, manifest, identities, move |e| {
             if index::is_under(&e.path, &under) {

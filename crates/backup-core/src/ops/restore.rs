@@ -352,6 +352,20 @@ pub(crate) async fn restore(
             });
         }
     }
+    let normalized;
+    let opts = if opts.include.is_empty() {
+        opts
+    } else {
+        normalized = RestoreOptions {
+            include: opts
+                .include
+                .iter()
+                .map(|p| crate::index::normalize(p, manifest))
+                .collect(),
+            ..opts.clone()
+        };
+        &normalized
+    };
     if manifest.parent.is_some() {
         return restore_chain(store, manifest, identities, target, opts).await;
     }
