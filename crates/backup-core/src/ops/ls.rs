@@ -32,7 +32,7 @@ pub(crate) async fn ls(
     mut each: impl FnMut(Entry) -> Result<()> + Send + 'static,
 ) -> Result<Listed> {
     directory_only(manifest)?;
-    let under = index::normalize(under, manifest);
+    let under = index::normalize(under, directory_path(manifest));
     if manifest.index.is_some() {
         read_index(store, manifest, identities, move |e| {
             if index::is_under(&e.path, &under) {
@@ -61,6 +61,14 @@ pub(crate) async fn ls(
     )
     .await?;
     Ok(Listed::Data)
+}
+
+/// The backed-up directory (for several paths, their common one).
+pub(crate) fn directory_path(manifest: &Manifest) -> Option<&str> {
+    match &manifest.source {
+        crate::manifest::SourceInfo::Directory { path, .. } => Some(path),
+        _ => None,
+    }
 }
 
 /// Refuses backups that hold no directory.

@@ -360,7 +360,7 @@ pub(crate) async fn restore(
             include: opts
                 .include
                 .iter()
-                .map(|p| crate::index::normalize(p, manifest))
+                .map(|p| crate::index::normalize(p, crate::ops::ls::directory_path(manifest)))
                 .collect(),
             ..opts.clone()
         };
