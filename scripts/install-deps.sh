@@ -7,7 +7,7 @@
 #                                    # promtool, busybox-static, PowerDNS (sqlite backend), Knot DNS,
 #                                    # sqlite3, dig, cargo-fuzz
 #   scripts/install-deps.sh --bench  # plus restic, gzip, GNU time, prometheus-node-exporter,
-#                                    # prometheus-postgres-exporter
+#                                    # prometheus-postgres-exporter, pgBackRest, Barman
 set -euo pipefail
 
 bench=false
@@ -37,6 +37,8 @@ if $bench; then
   # The exporters metricsd is measured against.
   want+=([prometheus-node-exporter]=prometheus-node-exporter
          [prometheus-postgres-exporter]=prometheus-postgres-exporter)
+  # The WAL archivers and base backup tools backupctl's PITR is measured against.
+  want+=([pgbackrest]=pgbackrest [barman-wal-archive]=barman-cli [barman]=barman)
 fi
 
 missing=()

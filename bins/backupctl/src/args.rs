@@ -130,6 +130,73 @@ pub enum Command {
         repo: RepoArgs,
     },
 
+    /// Archive one WAL file: PostgreSQL's archive_command.
+    ///
+    /// The file is stored through zstd and age, encrypted to the public
+    /// keys given (the database host needs no private key), under
+    /// wal/TIMELINE/NAME.zst.age; a small record beside it, written last,
+    /// makes it archived, so a push killed half way leaves nothing listed
+    /// and PostgreSQL's retry stores it again. A file archived before with
+    /// the same content succeeds without writing; different content under
+    /// the same name is refused (exit 1) and never overwritten.
+    ///
+    /// In postgresql.conf (the repository and the key must be readable by
+    /// the server's user):
+    ///   archive_mode = on
+    ///   archive_command = 'backupctl wal-push --repo /srv/backups -r age1... %p'
+    #[command(verbatim_doc_comment)]
+    WalPush {
+        /// The file PostgreSQL hands over (%p).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Encrypt to this public key, as `age -r` (repeatable).
+        #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+        recipients: Vec<String>,
+        /// Encrypt to the public keys in FILE, as `age -R` (repeatable).
+        #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
+        recipients_file: Vec<PathBuf>,
+        /// The zstd level (1-19).
+        #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+        level: i32,
+        /// Where the repository is.
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+
+    /// Fetch one archived WAL file: PostgreSQL's restore_command.
+    ///
+    /// Writes the file NAME (%f) to PATH (%p), checked against what was
+    /// archived: PATH appears only once every byte is authenticated and
+    /// the SHA-256 matches. Exits 1 when the file is not archived (which
+    /// PostgreSQL expects at the end of the archive) or cannot be read.
+    ///
+    /// In postgresql.conf (`restore --to` writes this for you):
+    ///   restore_command = 'backupctl wal-fetch --repo /srv/backups -i /etc/shipshape/identity.txt %f %p'
+    #[command(verbatim_doc_comment)]
+    WalFetch {
+        /// The file's name (%f).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Where to write it (%p).
+        #[arg(value_name = "PATH")]
+        dest: PathBuf,
+        /// Append a line for each file asked for (fetched, missing or
+        /// damaged) to FILE; `restore --to` reads it to name what stopped
+        /// a recovery.
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+        /// How to decrypt.
+        #[command(flatten)]
+        keys: DecryptArgs,
+        /// Where the repository is.
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+
+    /// The WAL archive: list it, and check it for gaps.
+    #[command(subcommand)]
+    Wal(WalCommand),
+
     /// List the backups in the repository, oldest first.
     List {
         /// Where the repository is.
@@ -164,10 +231,25 @@ pub enum Command {
     /// with the backup's index, only the parts of the stored object that
     /// hold them are read (ranged reads on S3).
     ///
+    /// A PostgreSQL base backup (backup --physical) restores into a new or
+    /// empty data directory and is recovered with the archived WAL to --to
+    /// (default: latest). `restore latest --to TIME` picks the newest base
+    /// backup that ended before TIME. The recovery is proven before the
+    /// command succeeds: a throwaway server on a private socket replays the
+    /// WAL and must pause at the target (for latest: replay into the newest
+    /// archived segment); a missing or damaged segment on the way fails
+    /// the restore, naming it, and the directory is removed. Then the
+    /// directory holds recovery.signal and, in postgresql.auto.conf, a
+    /// restore_command running `backupctl wal-fetch` with this repository
+    /// and identity (both must be readable by the server's user): its first
+    /// start finishes recovery and promotes to a new timeline. Run as root,
+    /// the server runs as the owner of the backed-up files.
+    ///
     /// Examples:
     ///   backupctl restore latest --target /srv/app.restored
     ///   backupctl restore latest --include etc/nginx/nginx.conf --target /tmp/r
     ///   backupctl restore 20261122T030000Z-0a1b2c3d --target postgres://postgres@/orders_copy
+    ///   backupctl restore latest --name postgres-base --to '2026-12-07 09:14:00+01' --target /var/lib/postgresql/15/restored
     #[command(verbatim_doc_comment)]
     Restore {
         /// Which backup.
@@ -178,6 +260,13 @@ pub enum Command {
         /// or by its absolute path on the backed-up machine.
         #[arg(long, value_name = "PATH")]
         include: Vec<String>,
+        /// For a PostgreSQL base backup: recover to `latest` (the end of
+        /// the archived WAL, the default), a time (2026-12-07T09:14:00Z or
+        /// '2026-12-07 09:14:00+01'; UTC when no offset is given: the state
+        /// after every transaction committed at or before it) or a WAL
+        /// position (0/5000028).
+        #[arg(long, value_name = "latest|TIME|LSN")]
+        to: Option<backup_core::postgres::RecoveryTarget>,
         /// Where to restore to: a path, `-` for standard output, a
         /// postgres:// URL of a database, or docker-volume:NAME.
         #[arg(short, long, value_name = "PATH|-|postgres://...|docker-volume:NAME")]
@@ -357,6 +446,27 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         last: Option<usize>,
         /// Where the repository is (without --config).
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+}
+
+/// `wal` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// List the archived WAL files, oldest first, with their sizes.
+    List {
+        /// Where the repository is.
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+    /// Check that every kept base backup can be recovered: walks each
+    /// timeline from the backup's start to the newest archived segment and
+    /// reports every segment missing on the way. Needs no key.
+    ///
+    /// Exits 1 when a segment a base backup needs is missing.
+    Verify {
+        /// Where the repository is.
         #[command(flatten)]
         repo: RepoArgs,
     },
@@ -618,8 +728,16 @@ pub struct BackupArgs {
 
     /// PostgreSQL: back up the cluster's roles and tablespaces
     /// (`pg_dumpall --globals-only`) instead of the URL's database.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "physical")]
     pub globals: bool,
+
+    /// PostgreSQL: a physical base backup of the whole cluster
+    /// (`pg_basebackup --format=tar`, over a replication connection) instead
+    /// of a dump: with the WAL archived by `wal-push`, restorable to any
+    /// point in time (`restore --to`). The server's archive_command must
+    /// push into the same repository; the backup waits for its WAL there.
+    #[arg(long)]
+    pub physical: bool,
 
     /// PostgreSQL: how each table's rows are counted in the dump's
     /// snapshot: `exact` (count(*), checked exactly by `verify

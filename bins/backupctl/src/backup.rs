@@ -44,11 +44,13 @@ fn source_spec(args: &BackupArgs) -> Result<SourceSpec> {
     match spec.postgres_mut() {
         Some(pg) => {
             pg.globals = args.globals;
+            pg.physical = args.physical;
             pg.row_counts = args.row_counts;
             pg.bin_dir.clone_from(&args.pg_bin);
             pg.container.clone_from(&args.container);
         }
         None if args.globals => return Err(usage("--globals goes with a postgres:// URL")),
+        None if args.physical => return Err(usage("--physical goes with a postgres:// URL")),
         None if args.container.is_some() => {
             return Err(usage("--container goes with a postgres:// URL"));
         }

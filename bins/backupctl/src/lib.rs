@@ -19,11 +19,13 @@ mod defaults;
 mod jobs;
 mod keys;
 mod output;
+mod pitr;
 mod progress;
 mod restore;
+mod wal;
 
 pub use args::Cli;
-use args::{Command, RepoArgs, WhichArgs};
+use args::{Command, RepoArgs, WalCommand, WhichArgs};
 pub use cli::{UsageError, usage};
 
 /// The flag that fixes an error, for the errors a flag can fix (the
@@ -108,10 +110,27 @@ pub async fn run(cli: Cli) -> Result<cli::Status> {
             keys,
             repo,
         } => backup::import(&repo, &file, name, &keys, out).await,
+        Command::WalPush {
+            file,
+            recipients,
+            recipients_file,
+            level,
+            repo,
+        } => wal::push(&file, &recipients, &recipients_file, level, &repo, out).await,
+        Command::WalFetch {
+            name,
+            dest,
+            log,
+            keys,
+            repo,
+        } => wal::fetch(&name, &dest, log.as_deref(), &keys, &repo, out).await,
+        Command::Wal(WalCommand::List { repo }) => wal::list(&repo, out).await,
+        Command::Wal(WalCommand::Verify { repo }) => wal::verify(&repo, out).await,
         Command::List { repo, name } => list(&repo, name.as_deref(), out).await,
         Command::Restore {
             which,
             include,
+            to,
             target,
             force,
             pg,
@@ -122,6 +141,7 @@ pub async fn run(cli: Cli) -> Result<cli::Status> {
                 path: target,
                 force,
                 include,
+                to,
             };
             restore::restore(&repo, &which, &keys, target, &pg, out).await
         }

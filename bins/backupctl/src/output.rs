@@ -58,6 +58,10 @@ fn source(s: &SourceInfo) -> String {
             ),
             PgDump::Globals => format!("PostgreSQL roles and tablespaces on {}", pg.server),
         },
+        SourceInfo::PostgresBase(b) => format!(
+            "PostgreSQL base backup of {} (timeline {}, WAL {} to {})",
+            b.server, b.timeline, b.start_lsn, b.stop_lsn
+        ),
         _ => "source".into(),
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use backup_core::postgres::{PgRestoreOptions, PgTarget};
-use backup_core::{Manifest, Progress, RestoreOptions, RestoreTarget, SourceSpec};
+use backup_core::manifest::SourceInfo;
+use backup_core::postgres::{PgRestoreOptions, PgTarget, RecoveryTarget};
+use backup_core::{BackupRef, Manifest, Progress, RestoreOptions, RestoreTarget, SourceSpec};
 
 use crate::args::{DecryptArgs, PgRestoreArgs, RepoArgs, WhichArgs};
 use crate::progress::Bar;
@@ -20,6 +21,8 @@ pub(crate) struct Target {
     pub force: bool,
     /// Only these paths of a directory backup.
     pub include: Vec<String>,
+    /// For a base backup: where recovery stops.
+    pub to: Option<RecoveryTarget>,
 }
 
 fn restoring(quiet: bool, manifest: &Manifest, force: bool) -> (Arc<Bar>, RestoreOptions) {
@@ -57,12 +60,39 @@ pub(crate) async fn restore(
         path: target,
         mut force,
         include,
+        to,
     } = target;
     let quiet = out.quiet || out.json;
     let which = backup_ref(which)?;
     let repo = repository(repo_args).await?;
-    let manifest = repo.find(&which).await?;
+    let manifest = match (&which, to) {
+        (BackupRef::Latest { name }, Some(to)) => {
+            crate::pitr::base_for(&repo, name.as_deref(), to).await?
+        }
+        _ => repo.find(&which).await?,
+    };
     let ids = keys::identities(keys, &manifest)?;
+    if let SourceInfo::PostgresBase(_) = &manifest.source {
+        let to = to.unwrap_or(RecoveryTarget::Latest);
+        return crate::pitr::restore(
+            &repo,
+            repo_args,
+            &manifest,
+            &ids,
+            keys,
+            &target,
+            to,
+            pg.pg_bin.clone(),
+            out,
+        )
+        .await;
+    }
+    if to.is_some() {
+        return Err(usage(format!(
+            "--to goes with a PostgreSQL base backup (backup --physical); {} is not one",
+            manifest.id
+        )));
+    }
     let spec = target.to_str().and_then(|t| t.parse::<SourceSpec>().ok());
     if !include.is_empty()
         && matches!(

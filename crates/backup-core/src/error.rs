@@ -365,6 +365,56 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A WAL file is archived already with other content.
+    #[error("WAL file {name}: {problem}")]
+    WalConflict {
+        /// The file's name.
+        name: String,
+        /// What differs, and why that happens.
+        problem: String,
+    },
+
+    /// A base backup's WAL did not reach the repository.
+    #[error(
+        "the base backup's WAL segment {name} was not archived into this repository within \
+         {waited} s; the server's archive_command must push into the same repository \
+         (`backupctl wal-push --repo ... %p`)"
+    )]
+    BaseWalMissing {
+        /// The segment waited for.
+        name: String,
+        /// Seconds waited.
+        waited: u64,
+    },
+
+    /// A segment is missing from the archive between a base backup and
+    /// newer WAL: recovery cannot pass it.
+    #[error(
+        "WAL segment {name} is missing from the archive{}: recovery cannot pass it \
+         (`backupctl wal verify` lists the gaps)",
+        if *count > 1 { format!(" ({count} missing in all)") } else { String::new() }
+    )]
+    WalGap {
+        /// The first missing segment.
+        name: String,
+        /// How many are missing.
+        count: u64,
+    },
+
+    /// Recovery did not reach its target.
+    #[error("recovery failed: {problem}")]
+    Recovery {
+        /// What happened, with the server's last words.
+        problem: String,
+    },
+
+    /// A WAL file is not in the repository.
+    #[error("WAL file {name} is not in the repository")]
+    WalMissing {
+        /// The file's name.
+        name: String,
+    },
+
     /// Encryption could not be set up.
     #[error("encryption failed: {0}")]
     Encrypt(String),
@@ -378,7 +428,10 @@ pub enum Error {
 impl Error {
     /// True for a missing object or backup.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. } | Error::BackupNotFound { .. })
+        matches!(
+            self,
+            Error::NotFound { .. } | Error::BackupNotFound { .. } | Error::WalMissing { .. }
+        )
     }
 
     pub(crate) fn store(

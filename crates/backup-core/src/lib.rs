@@ -81,6 +81,7 @@ mod sink;
 pub mod source;
 pub mod stages;
 pub mod store;
+pub mod wal;
 
 pub use error::{Error, Result};
 pub use keys::{Identities, KeySpec, Recipients};

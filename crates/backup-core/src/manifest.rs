@@ -152,6 +152,49 @@ pub struct IndexObject {
     pub sha256: Sha256,
 }
 
+/// A position in the write-ahead log, written `X/Y` as PostgreSQL does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Lsn(pub u64);
+
+impl Lsn {
+    /// The number of the segment holding this position.
+    pub fn segment(self, segment_size: u64) -> u64 {
+        self.0 / segment_size.max(1)
+    }
+}
+
+impl FromStr for Lsn {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a WAL position (X/Y, hexadecimal)");
+        let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
+        let hi = u32::from_str_radix(hi, 16).map_err(|_| bad())?;
+        let lo = u32::from_str_radix(lo, 16).map_err(|_| bad())?;
+        Ok(Lsn((u64::from(hi) << 32) | u64::from(lo)))
+    }
+}
+
+impl TryFrom<String> for Lsn {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Lsn> for String {
+    fn from(l: Lsn) -> String {
+        l.to_string()
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
 /// What was backed up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -206,6 +249,37 @@ pub enum SourceInfo {
     /// of one database, or the SQL script of the cluster's roles and
     /// tablespaces.
     Postgres(PostgresInfo),
+    /// A PostgreSQL physical base backup: the tar of the data directory
+    /// that `pg_basebackup --format=tar` writes (its `backup_label` first,
+    /// its `backup_manifest` last); the WAL that makes it consistent is in
+    /// the repository's WAL archive.
+    PostgresBase(PgBaseInfo),
+}
+
+/// What a physical base backup is and which WAL it needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgBaseInfo {
+    /// `HOST:PORT` of the server.
+    pub server: String,
+    /// The user that took it.
+    pub user: String,
+    /// The server's version.
+    pub server_version: String,
+    /// The tool that took it, e.g. `pg_basebackup 15.18`.
+    pub tool: String,
+    /// The cluster's system identifier (as text: it does not fit a JSON
+    /// number exactly).
+    pub system_identifier: String,
+    /// The WAL segment size in bytes.
+    pub wal_segment_size: u64,
+    /// The timeline it started on.
+    pub timeline: u32,
+    /// Where its WAL starts: recovery begins here.
+    pub start_lsn: Lsn,
+    /// Where its WAL ends: the earliest point it can be recovered to.
+    pub stop_lsn: Lsn,
+    /// The timeline it ended on.
+    pub stop_timeline: u32,
 }
 
 /// What a PostgreSQL backup holds and what it must restore to.

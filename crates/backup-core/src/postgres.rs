@@ -42,15 +42,19 @@ pub use crate::manifest::RowCounts;
 use crate::manifest::{PgDump, PgExtension, PgTable, PostgresInfo, SourceInfo};
 use crate::sink::{Sink, command};
 
+mod base;
 #[cfg(feature = "docker")]
 mod container;
 mod drill;
+mod recover;
 mod restore;
 
 pub(crate) use drill::drill;
 pub use drill::{DrillReport, TableCheck};
 pub use pg::{PgTarget, pgpass, tools};
 use pg::{describe, major_of, quote_ident, server_info};
+pub(crate) use recover::recover;
+pub use recover::{RecoverOptions, RecoveryReport, RecoveryTarget};
 pub(crate) use restore::restore;
 pub use restore::{PgRestoreOptions, PgRestoreReport};
 
@@ -77,6 +81,7 @@ pub struct PgSource {
     row_counts: RowCounts,
     bin_dir: Option<PathBuf>,
     container: Option<String>,
+    physical: bool,
 }
 
 impl PgSource {
@@ -88,7 +93,25 @@ impl PgSource {
             row_counts: RowCounts::Exact,
             bin_dir: None,
             container: None,
+            physical: false,
         }
+    }
+
+    /// A physical base backup of the whole cluster (`pg_basebackup
+    /// --format=tar --wal-method=none`), reached through `target`; its WAL
+    /// must be archived into the same repository (`wal-push` as the
+    /// server's `archive_command`), and the backup checks that it is.
+    pub fn physical(target: PgTarget) -> Self {
+        PgSource {
+            row_counts: RowCounts::Off,
+            physical: true,
+            ..PgSource::database(target)
+        }
+    }
+
+    /// Whether this is a physical base backup.
+    pub fn is_physical(&self) -> bool {
+        self.physical
     }
 
     /// Roles and tablespaces of the whole cluster (`pg_dumpall
@@ -122,8 +145,12 @@ impl PgSource {
         self
     }
 
-    /// The database name, or `postgres-globals`.
+    /// The database name, `postgres-globals`, or `postgres-base` for a
+    /// base backup.
     pub fn default_name(&self) -> String {
+        if self.physical {
+            return "postgres-base".to_owned();
+        }
         match self.what {
             PgDump::Database => self.target.database().to_owned(),
             PgDump::Globals => "postgres-globals".to_owned(),
@@ -133,6 +160,18 @@ impl PgSource {
     /// Runs the dump into `out`. Called on a pipeline thread inside the
     /// runtime, which runs the database work.
     pub(crate) fn produce(self, out: &mut dyn Sink) -> Result<SourceInfo> {
+        if self.physical {
+            if let Some(container) = &self.container {
+                return Err(Error::InvalidSource {
+                    source_spec: self.target.to_string(),
+                    problem: format!(
+                        "a base backup of the server in container {container} is not supported \
+                         yet; publish its port to the host and back up through it"
+                    ),
+                });
+            }
+            return base::produce(&self.target, self.bin_dir.as_deref(), out);
+        }
         if let Some(container) = &self.container {
             #[cfg(feature = "docker")]
             return container::produce(&self.target, container, self.what, self.row_counts, out);

@@ -384,6 +384,43 @@ impl Repository {
         .await
     }
 
+    /// Restores a PostgreSQL base backup into the directory `dir` (new or
+    /// empty) and recovers it to `opts.to` with the archived WAL, proving
+    /// the target is reached: a throwaway server on a private socket
+    /// replays the WAL as a hot standby and must pause at the target (or,
+    /// for `latest`, replay into the newest archived segment). Then `dir`
+    /// is left with `recovery.signal` and the recovery settings in
+    /// `postgresql.auto.conf`: the first start finishes and promotes. On
+    /// failure or `interrupt` the server is stopped and a `dir` this call
+    /// created is removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongKind`](crate::Error::WrongKind) for a backup that is
+    /// not a base backup, [`Error::WalGap`](crate::Error::WalGap) naming
+    /// a missing segment, [`Error::Recovery`](crate::Error::Recovery) when
+    /// the target is not reached, and the errors of
+    /// [`restore`](Self::restore).
+    #[cfg(feature = "postgres")]
+    pub async fn recover_postgres(
+        &self,
+        manifest: &Manifest,
+        identities: &Identities,
+        dir: &Path,
+        opts: &crate::postgres::RecoverOptions,
+        interrupt: impl Future<Output = ()> + Send,
+    ) -> Result<crate::postgres::RecoveryReport> {
+        crate::postgres::recover(
+            self.store.as_ref(),
+            manifest,
+            identities,
+            dir,
+            opts,
+            interrupt,
+        )
+        .await
+    }
+
     /// Restores a Docker volume backup into `volume` (created when
     /// missing; refused when it holds anything, unless `opts.force`),
     /// streaming the plaintext into the engine as it is decrypted.
@@ -403,5 +440,77 @@ impl Repository {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         crate::docker::restore(self.store.as_ref(), manifest, identities, volume, opts).await
+    }
+
+    /// Archives one WAL file (PostgreSQL's `archive_command`): stored
+    /// through the pipeline, encrypted to `recipients`, then its record
+    /// written. A file archived before with the same content is accepted
+    /// without writing anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WalConflict`](crate::Error::WalConflict) when the
+    /// repository holds the same name with other content,
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption) for a file
+    /// name PostgreSQL does not archive, and the store's errors.
+    pub async fn wal_push(
+        &self,
+        path: &Path,
+        recipients: &crate::Recipients,
+        pipeline: &crate::PipelineOptions,
+    ) -> Result<crate::wal::Pushed> {
+        crate::wal::push(self.store.as_ref(), path, recipients, pipeline).await
+    }
+
+    /// Fetches one archived WAL file into `dest` (PostgreSQL's
+    /// `restore_command`), checked against its record; `dest` appears only
+    /// once every check passed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WalMissing`](crate::Error::WalMissing) when it is not
+    /// archived, [`Error::Corrupt`](crate::Error::Corrupt) and the
+    /// pipeline's errors when it does not decrypt to what was archived.
+    pub async fn wal_fetch(
+        &self,
+        name: &crate::wal::WalName,
+        dest: &Path,
+        identities: &Identities,
+    ) -> Result<crate::wal::WalRecord> {
+        crate::wal::fetch(self.store.as_ref(), name, dest, identities).await
+    }
+
+    /// Every archived WAL file, sorted by name.
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    pub async fn wal_list(&self) -> Result<Vec<crate::wal::WalName>> {
+        crate::wal::list(self.store.as_ref()).await
+    }
+
+    /// Checks the WAL archive from every base backup in the repository:
+    /// the segments each needs from its start to the newest archived one
+    /// along its timelines, and the ones missing. Needs no key (timeline
+    /// histories are read from the records).
+    ///
+    /// # Errors
+    ///
+    /// The store's, and unreadable manifests or records.
+    pub async fn wal_verify(&self) -> Result<Vec<crate::wal::BaseCoverage>> {
+        let listing = self.list().await?;
+        crate::wal::verify(self.store.as_ref(), &listing.backups).await
+    }
+
+    /// The record of an archived WAL file, if it is archived.
+    ///
+    /// # Errors
+    ///
+    /// The store's, and an unreadable record.
+    pub async fn wal_record(
+        &self,
+        name: &crate::wal::WalName,
+    ) -> Result<Option<crate::wal::WalRecord>> {
+        crate::wal::record(self.store.as_ref(), name).await
     }
 }

@@ -188,6 +188,8 @@ impl Source {
                 }
             }
             Source::Paths(_) => Ok(Payload::Tar),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(pg) if pg.is_physical() => Ok(Payload::Tar),
             #[cfg(feature = "docker")]
             Source::DockerVolume(_) => Ok(Payload::Tar),
             _ => Ok(Payload::Raw),

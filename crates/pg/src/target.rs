@@ -294,17 +294,26 @@ impl PgTarget {
         if let Some(p) = self.password() {
             config.password(p);
         }
-        let tls = tls::connector(self.ssl, &self.files).map_err(|problem| self.error(problem))?;
-        let (client, connection) = config
-            .connect(tls)
-            .await
-            .map_err(|e| self.error(format!("cannot connect: {}", describe(&e))))?;
         let target = self.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%target, "PostgreSQL connection ended: {}", describe(&e));
-            }
-        });
+        let cannot =
+            |e: tokio_postgres::Error| self.error(format!("cannot connect: {}", describe(&e)));
+        // A Unix socket is never encrypted (as in libpq, whatever sslmode
+        // says); the TLS connector would try to make a server name of its path.
+        let local = config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)));
+        if local {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(cannot)?;
+            drive(connection, target);
+            return Ok(client);
+        }
+        let tls = tls::connector(self.ssl, &self.files).map_err(|problem| self.error(problem))?;
+        let (client, connection) = config.connect(tls).await.map_err(cannot)?;
+        drive(connection, target);
         Ok(client)
     }
 
@@ -368,6 +377,20 @@ impl PgTarget {
     pub fn requires_tls(&self) -> bool {
         !matches!(self.ssl, SslMode::Disable | SslMode::Prefer)
     }
+}
+
+/// Runs a connection on a task of its own until its client is dropped.
+fn drive<C>(connection: C, target: String)
+where
+    C: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>
+        + Send
+        + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(%target, "PostgreSQL connection ended: {}", describe(&e));
+        }
+    });
 }
 
 /// libpq's default socket directory: Debian's, else the upstream one.

@@ -367,7 +367,7 @@ impl Cx<'_> {
                 // In a container, the drill's scratch database is made in
                 // the same server.
                 let database = matches!(&source, SourceSpec::Postgres(pg)
-                    if !pg.globals && pg.container.is_none());
+                    if !pg.globals && !pg.physical && pg.container.is_none());
                 if database && d.scratch.is_none() {
                     return Err(self.err(
                         &d.schedule,

@@ -12,7 +12,7 @@ use crate::index::IndexWriter;
 use crate::keys::Recipients;
 use crate::manifest::{
     BackupId, Compression, DATA_PREFIX, Encryption, IndexObject, MANIFEST_FORMAT, Manifest,
-    Payload, Tool,
+    Payload, SourceInfo, Tool,
 };
 use crate::pipeline::PipelineOptions;
 use crate::pipeline::encode::{Reading, encode};
@@ -187,6 +187,9 @@ pub(crate) async fn backup(
         Arc::clone(&opts.progress),
     )
     .await?;
+    if let SourceInfo::PostgresBase(base) = &encoded.info {
+        crate::wal::await_base_wal(store, base).await?;
+    }
     let index = match index {
         Some(index) => {
             let file = index.finish(encoded.measured.sizes.raw, encoded.frames)?;

@@ -17,7 +17,18 @@ const STDERR_TAIL: usize = 4096;
 /// Runs `cmd` (called `name` in messages), streams its standard output into
 /// `out`, and fails unless it exits with status 0. Its standard error is
 /// logged line by line at `debug` level and its tail is quoted when it fails.
-pub(crate) fn run(mut cmd: Command, name: String, out: &mut dyn Sink) -> Result<SourceInfo> {
+pub(crate) fn run(cmd: Command, name: String, out: &mut dyn Sink) -> Result<SourceInfo> {
+    run_watched(cmd, name, out, &mut |_| {})
+}
+
+/// [`run`], showing every piece of the output to `watch` as it passes (a
+/// base backup reads its label and manifest out of the tar stream so).
+pub(crate) fn run_watched(
+    mut cmd: Command,
+    name: String,
+    out: &mut dyn Sink,
+    watch: &mut dyn FnMut(&[u8]),
+) -> Result<SourceInfo> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     let (mut child, stderr) = spawn(cmd, &name)?;
     let copied = match child.stdout.take() {
@@ -26,7 +37,11 @@ pub(crate) fn run(mut cmd: Command, name: String, out: &mut dyn Sink) -> Result<
             // is busy, and lets each read take more (Linux only; the default
             // 64 KiB stays if this is refused).
             let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
-            copy_coalescing(stdout, out, PIPE_SIZE / 16)
+            let watched = Watched {
+                inner: stdout,
+                watch,
+            };
+            copy_coalescing(watched, out, PIPE_SIZE / 16)
         }
         None => Ok(0),
     };
@@ -55,6 +70,20 @@ pub(crate) fn run(mut cmd: Command, name: String, out: &mut dyn Sink) -> Result<
         });
     }
     Ok(SourceInfo::Command { program: name })
+}
+
+/// A reader that shows what it reads to `watch`.
+struct Watched<'a, R> {
+    inner: R,
+    watch: &'a mut dyn FnMut(&[u8]),
+}
+
+impl<R: Read> Read for Watched<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.watch)(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Starts `cmd` with its standard error read (and logged) on a thread whose

@@ -39,6 +39,7 @@ pub const DOCKER_VOLUME_PREFIX: &str = "docker-volume:";
 /// source = { command = ["redis-cli", "--rdb", "/dev/stdout"] }
 /// source = { postgres = "postgres://backup@db/orders", password_env = "PGPASS", row_counts = "exact" }
 /// source = { postgres = "postgres://postgres@db/postgres", globals = true }
+/// source = { postgres = "postgres://replicator@db/postgres", physical = true }
 /// source = { postgres = "postgres://postgres@/app", container = "app-db-1" }
 /// source = { docker_volume = "pgdata", stop_label = "com.example.backup=stop" }
 /// ```
@@ -89,6 +90,9 @@ pub struct PostgresSpec {
     /// Dump roles and tablespaces (`pg_dumpall --globals-only`) instead of
     /// the URL's database.
     pub globals: bool,
+    /// A physical base backup of the whole cluster (`pg_basebackup`),
+    /// recoverable to any time its archived WAL reaches, instead of a dump.
+    pub physical: bool,
     /// How each table's rows are counted in the dump's snapshot.
     pub row_counts: RowCounts,
     /// Look for the client tools only in this directory.
@@ -120,6 +124,7 @@ impl PostgresSpec {
             url: url.into(),
             password: None,
             globals: false,
+            physical: false,
             row_counts: RowCounts::default(),
             bin_dir: None,
             container: None,
@@ -330,7 +335,9 @@ impl SourceSpec {
                 if let Some(secret) = &pg.password {
                     target = target.with_password(&secret.read()?);
                 }
-                let mut source = if pg.globals {
+                let mut source = if pg.physical {
+                    crate::postgres::PgSource::physical(target)
+                } else if pg.globals {
                     crate::postgres::PgSource::globals(target)
                 } else {
                     crate::postgres::PgSource::database(target).with_row_counts(pg.row_counts)
@@ -417,6 +424,7 @@ struct SourceFields {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     globals: Option<bool>,
+    physical: Option<bool>,
     row_counts: Option<RowCounts>,
     pg_bin: Option<PathBuf>,
     container: Option<String>,
@@ -445,6 +453,7 @@ impl TryFrom<SourceFields> for SourceSpec {
             );
         }
         let pg_only = f.globals.is_some()
+            || f.physical.is_some()
             || f.row_counts.is_some()
             || f.password_env.is_some()
             || f.password_file.is_some()
@@ -452,7 +461,15 @@ impl TryFrom<SourceFields> for SourceSpec {
             || f.container.is_some();
         if pg_only && f.postgres.is_none() {
             return Err(
-                "globals, row_counts, pg_bin, container and password_* go with a postgres source"
+                "globals, physical, row_counts, pg_bin, container and password_* go with a \
+                 postgres source"
+                    .into(),
+            );
+        }
+        if f.globals == Some(true) && f.physical == Some(true) {
+            return Err(
+                "globals and physical do not go together: a base backup holds the \
+                        roles already"
                     .into(),
             );
         }
@@ -490,6 +507,7 @@ impl TryFrom<SourceFields> for SourceSpec {
             url,
             password: Secret::pick("password", f.password_env, f.password_file)?,
             globals: f.globals.unwrap_or(false),
+            physical: f.physical.unwrap_or(false),
             row_counts: f.row_counts.unwrap_or_default(),
             bin_dir: f.pg_bin,
             container: f.container,
