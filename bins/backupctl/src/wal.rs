@@ -133,20 +133,29 @@ pub(crate) async fn verify(repo: &RepoArgs, out: Out) -> Result<cli::Status> {
     } else {
         for b in &report {
             let newest = match (&b.newest, b.newest_pushed_at) {
-                (Some(n), Some(at)) => format!("{n} (archived {})", at.format("%Y-%m-%d %H:%M:%S UTC")),
+                (Some(n), Some(at)) => {
+                    format!("{n} (archived {})", at.format("%Y-%m-%d %H:%M:%S UTC"))
+                }
                 (Some(n), None) => n.clone(),
                 (None, _) => "nothing".into(),
             };
             let state = if b.is_complete() {
                 "ok".to_owned()
             } else if b.missing_count == 0 {
-                format!("NOT RESTORABLE: its WAL up to {} is not archived", b.consistent_at)
+                format!(
+                    "NOT RESTORABLE: its WAL up to {} is not archived",
+                    b.consistent_at
+                )
             } else {
                 format!(
                     "{} missing: {}{}",
                     b.missing_count,
                     b.missing.join(", "),
-                    if b.missing_count as usize > b.missing.len() { ", ..." } else { "" }
+                    if b.missing_count as usize > b.missing.len() {
+                        ", ..."
+                    } else {
+                        ""
+                    }
                 )
             };
             println!(

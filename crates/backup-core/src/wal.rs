@@ -663,7 +663,9 @@ pub(crate) async fn verify(
             timeline: base.timeline,
             latest_timeline: chain.last,
             first: chain.segment_name(start, size).to_string(),
-            consistent_at: chain.segment_name(base.stop_lsn.segment(size), size).to_string(),
+            consistent_at: chain
+                .segment_name(base.stop_lsn.segment(size), size)
+                .to_string(),
             newest: newest.map(|n| n.to_string()),
             newest_pushed_at,
             missing: c.missing.iter().map(ToString::to_string).collect(),

@@ -19,6 +19,7 @@ mod jobs;
 mod keys;
 mod parts;
 mod pg_container;
+mod pitr;
 mod postgres;
 mod robustness;
 mod s3;

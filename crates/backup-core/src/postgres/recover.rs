@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io::{BufRead, Seek};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -348,6 +348,10 @@ impl Run<'_> {
             .map_err(|e| Error::Interrupted(format!("cannot make a temporary directory: {e}")))?;
         let tmp = scratch.path();
         let owner = self.owner()?;
+        // The server insists on a private data directory; the tar has no
+        // entry for the directory itself.
+        std::fs::set_permissions(self.dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| target_err(self.dir, e))?;
         self.write_settings()?;
         write_file(&self.dir.join("standby.signal"), "")?;
         write_file(&tmp.join("pg_hba.conf"), "local all all trust\n")?;
