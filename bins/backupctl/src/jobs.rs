@@ -108,6 +108,13 @@ fn prune_text(plan: &PrunePlan, zone: &Tz, applied: bool) -> String {
         },
         zone.name()
     ));
+    if let (Some(first), Some(last)) = (plan.wal.first(), plan.wal.last()) {
+        out.push_str(&format!(
+            "{} archived WAL file(s) no kept base backup needs ({first} .. {last}): {}\n",
+            plan.wal.len(),
+            if applied { "removed" } else { "to remove" }
+        ));
+    }
     out
 }
 

@@ -449,6 +449,15 @@ impl Error {
     }
 }
 
+/// A delete whose object is already gone (removed by a concurrent gc or
+/// prune) reached its goal: not an error.
+pub(crate) fn gone(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Reading the source at `path` failed.
 pub(crate) fn source_err(path: &Path, source: io::Error) -> Error {
     Error::Source {

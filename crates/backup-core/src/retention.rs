@@ -185,6 +185,10 @@ impl Decision {
 pub struct PrunePlan {
     /// Every backup considered.
     pub decisions: Vec<Decision>,
+    /// Archived WAL files no kept base backup needs, removed with them
+    /// (or, in a dry run, that would be).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wal: Vec<String>,
 }
 
 impl PrunePlan {
@@ -243,7 +247,10 @@ impl Policy {
             })
             .collect();
         decisions.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
-        PrunePlan { decisions }
+        PrunePlan {
+            decisions,
+            wal: Vec::new(),
+        }
     }
 
     /// restic's walk over one group, newest first: the reasons for each.

@@ -677,6 +677,83 @@ pub(crate) async fn verify(
     Ok(out)
 }
 
+/// Removes (with `apply`; else only names) the archived WAL files that no
+/// base backup in `kept` needs: a segment is needed when it is at or after
+/// a kept base backup's start and on its timeline or one descending from
+/// it. History files are always kept (they are tiny and tell the
+/// timelines apart). With no base backup kept, nothing is removed: WAL
+/// archived ahead of a first base backup is not judged.
+pub(crate) async fn retain(
+    store: &dyn Store,
+    kept: &[crate::manifest::Manifest],
+    apply: bool,
+) -> Result<Vec<String>> {
+    let bases: Vec<&PgBaseInfo> = kept
+        .iter()
+        .filter_map(|m| match &m.source {
+            crate::manifest::SourceInfo::PostgresBase(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    if bases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = list(store).await?;
+    let histories = histories(store, &names).await?;
+    let descends = |timeline: u32, from: u32| {
+        timeline == from
+            || histories
+                .iter()
+                .any(|(t, switches)| *t == timeline && switches.iter().any(|s| s.timeline == from))
+    };
+    let mut removed = Vec::new();
+    for name in names {
+        if name.kind() == WalKind::History {
+            continue;
+        }
+        let needed = bases.iter().any(|b| {
+            name.segment(b.wal_segment_size)
+                .is_some_and(|s| s >= b.start_lsn.segment(b.wal_segment_size))
+                && descends(name.timeline(), b.timeline)
+        });
+        if needed {
+            continue;
+        }
+        if apply {
+            // The record first: the file stops being archived before its
+            // object goes.
+            crate::error::gone(store.delete(&name.record_key()).await)?;
+            crate::error::gone(store.delete(&name.object_key()).await)?;
+        }
+        removed.push(name.to_string());
+    }
+    if apply && !removed.is_empty() {
+        tracing::info!(
+            files = removed.len(),
+            "WAL no kept base backup needs removed"
+        );
+    }
+    Ok(removed)
+}
+
+/// The stored WAL objects in `listing` (of [`WAL_PREFIX`]) without a
+/// record: left by a push killed between storing the object and writing
+/// its record, and never archived.
+pub(crate) fn orphans(listing: Vec<crate::store::ObjectMeta>) -> Vec<crate::store::ObjectMeta> {
+    let records: std::collections::HashSet<String> = listing
+        .iter()
+        .filter_map(|o| o.key.strip_suffix(".json").map(str::to_owned))
+        .collect();
+    listing
+        .into_iter()
+        .filter(|o| {
+            o.key
+                .strip_suffix(".zst.age")
+                .is_some_and(|stem| !records.contains(stem))
+        })
+        .collect()
+}
+
 /// How long a base backup waits for its last WAL segment to be archived.
 const BASE_WAL_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 

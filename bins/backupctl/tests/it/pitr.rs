@@ -692,3 +692,76 @@ fn wal_push_is_idempotent_refuses_other_content_and_survives_a_kill() {
     let out = fetch("../../etc/passwd", &s.sandbox.path("none"));
     assert!(!out.status.success());
 }
+
+#[test]
+fn prune_keeps_exactly_the_wal_kept_base_backups_need_and_gc_finds_orphans() {
+    let Some(s) = setup() else { return };
+    let primary = s.primary(56_121);
+    let switch = |c: &Cluster| {
+        c.sql("INSERT INTO t SELECT FROM generate_series(1, 100)");
+        let name = c.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+        c.sql("SELECT pg_switch_wal()");
+        await_archived(&s, &name);
+    };
+    s.base_backup(&primary);
+    switch(&primary);
+    switch(&primary);
+    let out = s.base_backup(&primary);
+    let second: serde_json::Value = serde_json::from_slice(&out.stdout).expect("manifest");
+    let start = second["source"]["start_lsn"]
+        .as_str()
+        .expect("start")
+        .to_owned();
+    let first_needed = primary.sql(&format!("SELECT pg_walfile_name('{start}')"));
+    switch(&primary);
+    let before = s.wal_names();
+    assert!(before.iter().any(|n| n.len() == 24 && *n < first_needed));
+
+    let out = s.sandbox.run([
+        OsStr::new("prune"),
+        OsStr::new("--keep-last"),
+        OsStr::new("1"),
+        OsStr::new("--apply"),
+        OsStr::new("--repo"),
+        s.repo.as_os_str(),
+    ]);
+    assert!(out.status.success(), "prune: {}", text(&out));
+    assert!(
+        text(&out).contains("no kept base backup needs"),
+        "{}",
+        text(&out)
+    );
+    let after = s.wal_names();
+    for name in &before {
+        let older = name.len() >= 24 && name[..24] < *first_needed;
+        assert_eq!(
+            after.contains(name),
+            !older,
+            "{name}: kept {} (the kept base backup starts in {first_needed})",
+            after.contains(name)
+        );
+    }
+    let verify = s.wal(&["verify"]);
+    assert!(verify.status.success(), "wal verify: {}", text(&verify));
+
+    // An object whose push died before its record: gc finds it.
+    let orphan = s.repo.join("wal/00000001/0000000100000000000000FE.zst.age");
+    let any = after.iter().find(|n| n.len() == 24).expect("a segment");
+    fs::copy(s.repo.join(format!("wal/00000001/{any}.zst.age")), &orphan).expect("copy");
+    let out = s.sandbox.run([
+        OsStr::new("gc"),
+        OsStr::new("--older-than"),
+        OsStr::new("0s"),
+        OsStr::new("--apply"),
+        OsStr::new("--repo"),
+        s.repo.as_os_str(),
+    ]);
+    assert!(out.status.success(), "gc: {}", text(&out));
+    assert!(
+        !orphan.exists(),
+        "gc left {}: {}",
+        orphan.display(),
+        text(&out)
+    );
+    assert_eq!(s.wal_names(), after);
+}

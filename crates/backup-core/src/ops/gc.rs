@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, gone};
 use crate::manifest::DATA_PREFIX;
 use crate::ops::list::list;
 use crate::store::{Incomplete, ObjectMeta, Store};
@@ -70,7 +70,12 @@ pub(crate) async fn gc(store: &dyn Store, older_than: Duration, apply: bool) -> 
             .list(DATA_PREFIX)
             .await?
             .into_iter()
-            .filter(|o| !referenced.contains(o.key.as_str()) && old(o.modified))
+            .filter(|o| !referenced.contains(o.key.as_str()))
+            // WAL stored by a push killed before its record was written.
+            .chain(crate::wal::orphans(
+                store.list(crate::wal::WAL_PREFIX).await?,
+            ))
+            .filter(|o| old(o.modified))
             .collect(),
         applied: apply,
         unreferenced_bytes: 0,
@@ -85,13 +90,4 @@ pub(crate) async fn gc(store: &dyn Store, older_than: Duration, apply: bool) -> 
         }
     }
     Ok(report)
-}
-
-/// A delete whose object is already gone (removed by a concurrent gc or
-/// prune) reached its goal: not an error.
-pub(crate) fn gone(r: Result<()>) -> Result<()> {
-    match r {
-        Err(e) if !e.is_not_found() => Err(e),
-        _ => Ok(()),
-    }
 }

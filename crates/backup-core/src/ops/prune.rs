@@ -1,13 +1,13 @@
 //! Applying a retention policy: deciding (see [`crate::retention`]) and
 //! removing what it does not keep.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::TimeZone;
 
 use crate::error::Result;
+use crate::error::gone;
 use crate::manifest::{BackupId, Manifest};
-use crate::ops::gc::gone;
 use crate::ops::list::list;
 use crate::retention::{Policy, PrunePlan};
 use crate::store::Store;
@@ -27,7 +27,7 @@ pub(crate) async fn prune<Z: TimeZone>(
         .into_iter()
         .filter(|m| name.is_none_or(|n| m.name == n))
         .collect();
-    let plan = policy.plan(&backups, zone);
+    let mut plan = policy.plan(&backups, zone);
     if apply {
         let by_id: HashMap<&BackupId, &Manifest> = backups.iter().map(|m| (&m.id, m)).collect();
         for gone in plan.removals() {
@@ -36,6 +36,16 @@ pub(crate) async fn prune<Z: TimeZone>(
             }
         }
     }
+    // WAL belongs to the cluster, not to one name: what is kept is every
+    // base backup of any name that this prune leaves.
+    let going: HashSet<&BackupId> = plan.removals().map(|d| &d.id).collect();
+    let kept: Vec<Manifest> = list(store)
+        .await?
+        .complete("prune")?
+        .into_iter()
+        .filter(|m| !going.contains(&m.id))
+        .collect();
+    plan.wal = crate::wal::retain(store, &kept, apply).await?;
     Ok(plan)
 }
 
