@@ -424,11 +424,17 @@ impl Setup {
         c
     }
 
-    fn wal(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec![OsStr::new("wal")];
-        all.extend(args.iter().map(OsStr::new));
+    /// `backupctl ARGS --repo REPO`.
+    fn with_repo(&self, args: &[&str]) -> std::process::Output {
+        let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         all.extend([OsStr::new("--repo"), self.repo.as_os_str()]);
         self.sandbox.run(all)
+    }
+
+    fn wal(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["wal"];
+        all.extend_from_slice(args);
+        self.with_repo(&all)
     }
 
     fn wal_names(&self) -> Vec<String> {
@@ -717,14 +723,7 @@ fn prune_keeps_exactly_the_wal_kept_base_backups_need_and_gc_finds_orphans() {
     let before = s.wal_names();
     assert!(before.iter().any(|n| n.len() == 24 && *n < first_needed));
 
-    let out = s.sandbox.run([
-        OsStr::new("prune"),
-        OsStr::new("--keep-last"),
-        OsStr::new("1"),
-        OsStr::new("--apply"),
-        OsStr::new("--repo"),
-        s.repo.as_os_str(),
-    ]);
+    let out = s.with_repo(&["prune", "--keep-last", "1", "--apply"]);
     assert!(out.status.success(), "prune: {}", text(&out));
     assert!(
         text(&out).contains("no kept base backup needs"),
@@ -748,14 +747,7 @@ fn prune_keeps_exactly_the_wal_kept_base_backups_need_and_gc_finds_orphans() {
     let orphan = s.repo.join("wal/00000001/0000000100000000000000FE.zst.age");
     let any = after.iter().find(|n| n.len() == 24).expect("a segment");
     fs::copy(s.repo.join(format!("wal/00000001/{any}.zst.age")), &orphan).expect("copy");
-    let out = s.sandbox.run([
-        OsStr::new("gc"),
-        OsStr::new("--older-than"),
-        OsStr::new("0s"),
-        OsStr::new("--apply"),
-        OsStr::new("--repo"),
-        s.repo.as_os_str(),
-    ]);
+    let out = s.with_repo(&["gc", "--older-than", "0s", "--apply"]);
     assert!(out.status.success(), "gc: {}", text(&out));
     assert!(
         !orphan.exists(),
