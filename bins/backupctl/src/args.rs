@@ -351,22 +351,37 @@ pub enum Command {
     /// database is dropped (also on failure or Ctrl-C). Exits 1 on any
     /// mismatch or restore error.
     ///
-    /// Example:
+    /// A base backup (backup --physical) needs no --scratch: it is restored
+    /// into a temporary directory and recovered with the archived WAL to
+    /// --to (default: a WAL position picked at random between the backup's
+    /// end and the newest archived segment) by a throwaway server on a
+    /// private socket, proven as `restore --to` proves it; every table of
+    /// every database is counted, and everything is deleted again (also on
+    /// failure or Ctrl-C). The report gives the achieved RPO (how old the
+    /// newest archived WAL was) and RTO (the drill's duration).
+    ///
+    /// Examples:
     ///   backupctl verify latest --name orders --restore-test --scratch postgres://postgres@/postgres
+    ///   backupctl verify latest --name postgres-base --restore-test
     #[command(verbatim_doc_comment)]
     Verify {
         /// Which backup.
         #[command(flatten)]
         which: WhichArgs,
         /// Restore a PostgreSQL backup into a scratch database and compare
-        /// every table's row count with the manifest.
-        #[arg(long, requires = "scratch")]
+        /// every table's row count with the manifest (a base backup:
+        /// recover it in a temporary directory and count every table).
+        #[arg(long)]
         restore_test: bool,
         /// The server for --restore-test: a postgres:// URL of a database
         /// the user can connect to there (e.g. `postgres`); the user must be
         /// allowed to create databases.
         #[arg(long, value_name = "postgres://...", requires = "restore_test")]
         scratch: Option<String>,
+        /// A base backup's drill: recover to `latest`, a time or a WAL
+        /// position instead of a random position.
+        #[arg(long, value_name = "latest|TIME|LSN", requires = "restore_test")]
+        to: Option<backup_core::postgres::RecoveryTarget>,
         /// PostgreSQL options.
         #[command(flatten)]
         pg: PgRestoreArgs,

@@ -159,11 +159,12 @@ pub async fn run(cli: Cli) -> Result<cli::Status> {
         Command::Verify {
             which,
             restore_test: true,
-            scratch: Some(scratch),
+            scratch,
+            to,
             pg,
             keys,
             repo,
-        } => restore::drill(&repo, &which, &keys, &scratch, &pg, out).await,
+        } => restore::drill(&repo, &which, &keys, scratch.as_deref(), to, &pg, out).await,
         Command::Verify {
             which, keys, repo, ..
         } => restore::verify(&repo, &which, &keys, out).await,

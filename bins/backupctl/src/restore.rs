@@ -316,16 +316,38 @@ pub(crate) async fn drill(
     repo_args: &RepoArgs,
     which: &WhichArgs,
     keys: &DecryptArgs,
-    scratch: &str,
+    scratch: Option<&str>,
+    to: Option<RecoveryTarget>,
     pg: &PgRestoreArgs,
     out: Out,
 ) -> Result<cli::Status> {
     let (json, quiet) = (out.json, out.quiet);
-    let server = PgTarget::parse(scratch).map_err(|e| usage(format!("--scratch: {e}")))?;
     let which = backup_ref(which)?;
     let repo = repository(repo_args).await?;
     let manifest = repo.find(&which).await?;
     let ids = keys::identities(keys, &manifest)?;
+    if let SourceInfo::PostgresBase(_) = &manifest.source {
+        return crate::pitr::drill(
+            &repo,
+            repo_args,
+            &manifest,
+            &ids,
+            keys,
+            to,
+            pg.pg_bin.clone(),
+            out,
+        )
+        .await;
+    }
+    if to.is_some() {
+        return Err(usage("--to goes with a drill of a PostgreSQL base backup"));
+    }
+    let Some(scratch) = scratch else {
+        return Err(usage(
+            "--restore-test of a database dump needs --scratch, a URL on the server to restore into",
+        ));
+    };
+    let server = PgTarget::parse(scratch).map_err(|e| usage(format!("--scratch: {e}")))?;
     let bar = Bar::new(quiet || json, "restore drill");
     bar.set_total(manifest.sizes.raw);
     let started = Instant::now();

@@ -53,8 +53,8 @@ pub(crate) use drill::drill;
 pub use drill::{DrillReport, TableCheck};
 pub use pg::{PgTarget, pgpass, tools};
 use pg::{describe, major_of, quote_ident, server_info};
-pub(crate) use recover::recover;
-pub use recover::{RecoverOptions, RecoveryReport, RecoveryTarget};
+pub use recover::{PhysicalDrillReport, RecoverOptions, RecoveryReport, RecoveryTarget, TableRows};
+pub(crate) use recover::{drill as drill_physical, recover};
 pub(crate) use restore::restore;
 pub use restore::{PgRestoreOptions, PgRestoreReport};
 

@@ -421,6 +421,38 @@ impl Repository {
         .await
     }
 
+    /// Restore drill of a base backup: restored into a temporary
+    /// directory, recovered to `to` (None: a WAL position picked at random
+    /// inside the archived window) exactly as
+    /// [`recover_postgres`](Self::recover_postgres) proves it, every
+    /// table of every database counted, and everything deleted again,
+    /// also on failure and `interrupt`. The report carries the achieved
+    /// RPO (the newest archived WAL's age) and RTO (the drill's
+    /// duration).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`recover_postgres`](Self::recover_postgres).
+    #[cfg(feature = "postgres")]
+    pub async fn drill_physical(
+        &self,
+        manifest: &Manifest,
+        identities: &Identities,
+        opts: &crate::postgres::RecoverOptions,
+        to: Option<crate::postgres::RecoveryTarget>,
+        interrupt: impl Future<Output = ()> + Send,
+    ) -> Result<crate::postgres::PhysicalDrillReport> {
+        crate::postgres::drill_physical(
+            self.store.as_ref(),
+            manifest,
+            identities,
+            opts,
+            to,
+            interrupt,
+        )
+        .await
+    }
+
     /// Restores a Docker volume backup into `volume` (created when
     /// missing; refused when it holds anything, unless `opts.force`),
     /// streaming the plaintext into the engine as it is decrypted.

@@ -484,6 +484,48 @@ fn restores_to_a_time_and_to_the_latest_wal_after_kill_9_on_new_timelines() {
     let verify = s.wal(&["verify"]);
     assert!(verify.status.success(), "wal verify: {}", text(&verify));
 
+    // Drills count what a recovery to a time holds, and measure RPO and RTO.
+    let t1_us = micros(&t1);
+    let at_t1: usize = acked.iter().filter(|(_, at)| *at <= t1_us).count();
+    for to in [Some(t1.as_str()), None] {
+        let mut args = vec!["verify", "latest", "--restore-test", "--json", "-i"];
+        let identity = s.identity.to_str().expect("utf-8 path");
+        args.push(identity);
+        if let Some(to) = to {
+            args.extend(["--to", to]);
+        }
+        let out = s.with_repo(&args);
+        assert!(out.status.success(), "drill: {}", text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("drill json");
+        let rows = report["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .find(|t| t["database"] == "postgres" && t["name"] == "t")
+            .expect("table t")["rows"]
+            .as_u64()
+            .expect("rows");
+        if to.is_some() {
+            assert_eq!(rows, at_t1 as u64, "drill at {t1}");
+        }
+        assert!(report["rpo_seconds"].as_f64().is_some(), "{report}");
+        assert!(report["rto_seconds"].as_f64().expect("rto") > 0.0);
+        eprintln!(
+            "PITR drill to {}: {rows} rows, RPO {} s, RTO {} s",
+            report["recovery"]["to"], report["rpo_seconds"], report["rto_seconds"]
+        );
+    }
+    let leftovers: Vec<_> = fs::read_dir(std::env::temp_dir())
+        .expect("tmp")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("shipshape-drill-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "drills left {leftovers:?}");
+
     // Latest: the end of the archive.
     let latest = s.restore_and_start("latest", "latest", 56_102);
     let got = rows(&latest);
@@ -530,7 +572,6 @@ fn restores_to_a_time_and_to_the_latest_wal_after_kill_9_on_new_timelines() {
     // A time: exactly the rows committed at or before it, on timeline 3.
     let at_t1 = s.restore_and_start(&t1, "t1", 56_103);
     let got = rows(&at_t1);
-    let t1_us = micros(&t1);
     let expected: Vec<i64> = acked
         .iter()
         .filter(|(_, at)| *at <= t1_us)

@@ -181,6 +181,133 @@ pub(crate) async fn recover(
         });
     };
     check_target(manifest, base, opts.to)?;
+    let p = prepare(store, base, opts).await?;
+    let created = !dir.exists();
+    let result = recover_into(
+        store,
+        manifest,
+        identities,
+        dir,
+        opts,
+        &p,
+        Mode::Finalize,
+        interrupt,
+    )
+    .await
+    .map(|(report, _)| report);
+    match result {
+        Ok(mut report) => {
+            report.base = manifest.id.to_string();
+            Ok(report)
+        }
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A restore drill of a base backup: what came back and what it cost.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PhysicalDrillReport {
+    /// The recovery, proven as for a restore.
+    pub recovery: RecoveryReport,
+    /// Every user table of every database, with its rows at the target.
+    pub tables: Vec<TableRows>,
+    /// When the drill started.
+    pub started_at: DateTime<Utc>,
+    /// When the newest WAL segment along the timelines was archived.
+    pub newest_archived_at: Option<DateTime<Utc>>,
+    /// Achieved RPO: how long before the drill the newest archived WAL
+    /// was; a restore at that moment loses at most this.
+    pub rpo_seconds: Option<f64>,
+    /// Achieved RTO: the whole drill, restore and recovery.
+    pub rto_seconds: f64,
+}
+
+/// Restores a base backup into a temporary directory, recovers it to `to`
+/// (None: a WAL position picked at random between the backup's end and
+/// the newest archived segment), counts every table's rows in every
+/// database, and deletes everything, also on failure and `interrupt`.
+pub(crate) async fn drill(
+    store: &dyn Store,
+    manifest: &Manifest,
+    identities: &Identities,
+    opts: &RecoverOptions,
+    to: Option<RecoveryTarget>,
+    interrupt: impl Future<Output = ()> + Send,
+) -> Result<PhysicalDrillReport> {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let SourceInfo::PostgresBase(base) = &manifest.source else {
+        return Err(Error::WrongKind {
+            id: manifest.id.to_string(),
+            problem: "is not a PostgreSQL base backup".into(),
+        });
+    };
+    let size = base.wal_segment_size;
+    let mut opts = opts.clone();
+    opts.to = RecoveryTarget::Latest;
+    let p = prepare(store, base, &opts).await?;
+    opts.to = match to {
+        Some(t) => t,
+        None => {
+            let lo = base.stop_lsn.0;
+            let hi = p.newest * size;
+            if hi > lo {
+                RecoveryTarget::Lsn(Lsn(lo + rand::random::<u64>() % (hi - lo)))
+            } else {
+                RecoveryTarget::Latest
+            }
+        }
+    };
+    check_target(manifest, base, opts.to)?;
+    let newest_archived_at = wal::record(store, &p.chain.segment_name(p.newest, size))
+        .await?
+        .map(|r| r.pushed_at);
+    let scratch = tempfile::Builder::new()
+        .prefix("shipshape-drill-")
+        .tempdir()
+        .map_err(|e| Error::Interrupted(format!("cannot make a temporary directory: {e}")))?;
+    // The server's user must reach the data directory inside.
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| target_err(scratch.path(), e))?;
+    let dir = scratch.path().join("data");
+    let (recovery, tables) = recover_into(
+        store,
+        manifest,
+        identities,
+        &dir,
+        &opts,
+        &p,
+        Mode::Count,
+        interrupt,
+    )
+    .await?;
+    drop(scratch);
+    Ok(PhysicalDrillReport {
+        recovery,
+        tables,
+        started_at,
+        newest_archived_at,
+        rpo_seconds: newest_archived_at
+            .map(|at| (started_at - at).num_milliseconds().max(0) as f64 / 1000.0),
+        rto_seconds: clock.elapsed().as_secs_f64(),
+    })
+}
+
+/// What a recovery of a base backup needs to know before it starts.
+struct Prepared {
+    chain: Chain,
+    newest: u64,
+    server: tools::Tool,
+}
+
+/// Checks the archive has the WAL `base` needs (all of it, for
+/// `latest`) and finds the server.
+async fn prepare(store: &dyn Store, base: &PgBaseInfo, opts: &RecoverOptions) -> Result<Prepared> {
     let size = base.wal_segment_size;
     let names = wal::list(store).await?;
     let chain = Chain::latest_from(base.timeline, &wal::histories(store, &names).await?);
@@ -219,41 +346,58 @@ pub(crate) async fn recover(
         }
     }
     let server = find_server(base, opts.bin_dir.as_deref())?;
-    let created = !dir.exists();
-    let result = async {
-        crate::ops::restore::restore(
-            store,
-            manifest,
-            identities,
-            RestoreTarget::Path(dir.to_path_buf()),
-            &RestoreOptions::default(),
-        )
-        .await?;
-        let run = Run {
-            dir,
-            base,
-            opts,
-            chain: &chain,
-            newest,
-            server: &server,
-        };
-        run.go(interrupt).await
-    }
-    .await;
-    match result {
-        Ok(mut report) => {
-            report.base = manifest.id.to_string();
-            Ok(report)
-        }
-        Err(e) => {
-            if created {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Err(e)
-        }
-    }
+    Ok(Prepared {
+        chain,
+        newest,
+        server,
+    })
 }
 
+/// Restores `manifest` into `dir` and runs the proving recovery.
+#[allow(clippy::too_many_arguments)]
+async fn recover_into(
+    store: &dyn Store,
+    manifest: &Manifest,
+    identities: &Identities,
+    dir: &Path,
+    opts: &RecoverOptions,
+    p: &Prepared,
+    mode: Mode,
+    interrupt: impl Future<Output = ()> + Send,
+) -> Result<(RecoveryReport, Vec<TableRows>)> {
+    let SourceInfo::PostgresBase(base) = &manifest.source else {
+        return Err(Error::Interrupted("not a base backup".into()));
+    };
+    crate::ops::restore::restore(
+        store,
+        manifest,
+        identities,
+        RestoreTarget::Path(dir.to_path_buf()),
+        &RestoreOptions::default(),
+    )
+    .await?;
+    let run = Run {
+        dir,
+        base,
+        opts,
+        chain: &p.chain,
+        newest: p.newest,
+        server: &p.server,
+        mode,
+    };
+    let (mut report, tables) = run.go(interrupt).await?;
+    report.base = manifest.id.to_string();
+    Ok((report, tables))
+}
+
+/// What happens once the target is reached.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Shut down and leave the directory to recover on its first start.
+    Finalize,
+    /// Count every table's rows in every database (a drill).
+    Count,
+}
 /// A gap in the archive.
 fn gap(first: &WalName, count: u64) -> Error {
     Error::WalGap {
@@ -324,6 +468,7 @@ struct Run<'a> {
     chain: &'a Chain,
     newest: u64,
     server: &'a tools::Tool,
+    mode: Mode,
 }
 
 /// Files PostgreSQL asked for so far, read from the fetch log.
@@ -341,7 +486,11 @@ struct Asked {
 const STUCK: Duration = Duration::from_secs(3);
 
 impl Run<'_> {
-    async fn go(&self, interrupt: impl Future<Output = ()> + Send) -> Result<RecoveryReport> {
+    async fn go(
+        &self,
+        interrupt: impl Future<Output = ()> + Send,
+    ) -> Result<(RecoveryReport, Vec<TableRows>)> {
+        let mut interrupt = std::pin::pin!(interrupt);
         let scratch = tempfile::Builder::new()
             .prefix("shipshape-recover-")
             .tempdir()
@@ -371,7 +520,7 @@ impl Run<'_> {
         let watched = self.watch(tmp, &log, &server_log, &mut child, clock);
         let outcome = tokio::select! {
             r = watched => r,
-            () = interrupt => Err(Error::Interrupted("recovery interrupted".into())),
+            () = &mut interrupt => Err(Error::Interrupted("recovery interrupted".into())),
         };
         let report = match outcome {
             Ok(report) => report,
@@ -380,6 +529,18 @@ impl Run<'_> {
                 return Err(e);
             }
         };
+        if self.mode == Mode::Count {
+            let counted = tokio::select! {
+                r = count_all(tmp, &self.base.user) => r,
+                () = &mut interrupt => Err(Error::Interrupted("drill interrupted".into())),
+            };
+            stop(&mut child, rustix::process::Signal::QUIT);
+            let report = RecoveryReport {
+                seconds: clock.elapsed().as_secs_f64(),
+                ..report
+            };
+            return counted.map(|tables| (report, tables));
+        }
         // A fast shutdown writes a restartpoint: the next start goes on
         // from here.
         stop(&mut child, rustix::process::Signal::INT);
@@ -390,10 +551,11 @@ impl Run<'_> {
             let p = self.dir.join("recovery.signal");
             std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(|e| target_err(&p, e))?;
         }
-        Ok(RecoveryReport {
+        let report = RecoveryReport {
             seconds: clock.elapsed().as_secs_f64(),
             ..report
-        })
+        };
+        Ok((report, Vec::new()))
     }
 
     /// When we are root: the user the server runs as, the owner of the
@@ -536,7 +698,7 @@ impl Run<'_> {
             }
             self.read_log(log, &mut asked)?;
             if client.is_none() {
-                client = connect(tmp, &self.base.user).await;
+                client = connect(tmp, &self.base.user, None).await;
             }
             let Some(c) = &client else { continue };
             let state = match query_state(c).await {
@@ -655,6 +817,73 @@ impl Run<'_> {
     }
 }
 
+/// One table's rows in a recovered cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableRows {
+    /// Its database.
+    pub database: String,
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// Rows in it at the recovery target.
+    pub rows: u64,
+}
+
+/// Counts every user table's rows in every database of the recovered
+/// cluster, as its bootstrap superuser (trust on our private socket).
+async fn count_all(socket_dir: &Path, user: &str) -> Result<Vec<TableRows>> {
+    let fail = |e: tokio_postgres::Error| Error::Recovery {
+        problem: format!("counting rows: {}", pg::describe(&e)),
+    };
+    let first = connect(socket_dir, user, None)
+        .await
+        .ok_or_else(|| Error::Recovery {
+            problem: "the recovered server took no connection".into(),
+        })?;
+    let superuser: String = first
+        .query_one(
+            "SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = 10",
+            &[],
+        )
+        .await
+        .map_err(fail)?
+        .try_get(0)
+        .map_err(fail)?;
+    let databases: Vec<String> = first
+        .query(
+            "SELECT datname::text FROM pg_catalog.pg_database \
+              WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(fail)?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(fail)?;
+    let mut out = Vec::new();
+    for database in databases {
+        let Some(c) = connect(socket_dir, &superuser, Some(&database)).await else {
+            return Err(Error::Recovery {
+                problem: format!("cannot connect to database {database} as {superuser}"),
+            });
+        };
+        for row in c.query(super::TABLES_SQL, &[]).await.map_err(fail)? {
+            let schema: String = row.try_get(0).map_err(fail)?;
+            let name: String = row.try_get(1).map_err(fail)?;
+            let rows = super::exact_count(&c, &schema, &name).await.map_err(fail)?;
+            out.push(TableRows {
+                database: database.clone(),
+                schema,
+                name,
+                rows,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The server's view of its recovery.
 struct State {
     paused: bool,
@@ -662,8 +891,16 @@ struct State {
     last_commit: Option<DateTime<Utc>>,
 }
 
-async fn connect(socket_dir: &Path, user: &str) -> Option<tokio_postgres::Client> {
-    for db in ["postgres", "template1"] {
+async fn connect(
+    socket_dir: &Path,
+    user: &str,
+    database: Option<&str>,
+) -> Option<tokio_postgres::Client> {
+    let candidates = match database {
+        Some(d) => vec![d],
+        None => vec!["postgres", "template1"],
+    };
+    for db in candidates {
         let mut config = tokio_postgres::Config::new();
         config
             .host_path(socket_dir)
