@@ -475,6 +475,48 @@ pub enum WalCommand {
         #[command(flatten)]
         repo: RepoArgs,
     },
+    /// Stream a server's WAL into the repository until SIGTERM or Ctrl-C.
+    ///
+    /// Runs pg_receivewal over the replication protocol (so nothing of
+    /// ours runs on the database host: a server in a container needs only
+    /// a login with the REPLICATION attribute and a published port) into a
+    /// local spool; every finished segment is stored through zstd and age
+    /// and then deleted from the spool, and the segment being written is
+    /// stored as NAME.partial every --partial-every, which bounds what a
+    /// dying server loses. A replication slot (created when missing) keeps
+    /// the server from recycling WAL not yet received. Lost connections
+    /// are retried. `wal-fetch` serves a segment from its .partial when
+    /// the full one is not there, so `restore --to latest` reaches it.
+    ///
+    /// Example:
+    ///   backupctl wal stream postgres://replicator@db.internal/postgres --spool /var/lib/shipshape/wal-spool --repo /srv/backups -r age1...
+    #[command(verbatim_doc_comment)]
+    Stream {
+        /// The server: a postgres:// URL of a user with REPLICATION.
+        #[arg(value_name = "postgres://...")]
+        url: String,
+        /// Where received WAL waits to be stored.
+        #[arg(long, value_name = "DIR")]
+        spool: PathBuf,
+        /// The replication slot.
+        #[arg(long, value_name = "NAME", default_value = "shipshape")]
+        slot: String,
+        /// How often the segment being written is stored.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = cli::parse_duration)]
+        partial_every: std::time::Duration,
+        /// Encrypt to this public key, as `age -r` (repeatable).
+        #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+        recipients: Vec<String>,
+        /// Encrypt to the public keys in FILE, as `age -R` (repeatable).
+        #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
+        recipients_file: Vec<PathBuf>,
+        /// PostgreSQL: use pg_receivewal from DIR only.
+        #[arg(long, value_name = "DIR", env = "SHIPSHAPE_PG_BIN")]
+        pg_bin: Option<PathBuf>,
+        /// Where the repository is.
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
     /// Check that every kept base backup can be recovered: walks each
     /// timeline from the backup's start to the newest archived segment and
     /// reports every segment missing on the way. Needs no key.

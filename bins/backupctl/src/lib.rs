@@ -126,6 +126,28 @@ pub async fn run(cli: Cli) -> Result<cli::Status> {
         } => wal::fetch(&name, &dest, log.as_deref(), &keys, &repo, out).await,
         Command::Wal(WalCommand::List { repo }) => wal::list(&repo, out).await,
         Command::Wal(WalCommand::Verify { repo }) => wal::verify(&repo, out).await,
+        Command::Wal(WalCommand::Stream {
+            url,
+            spool,
+            slot,
+            partial_every,
+            recipients,
+            recipients_file,
+            pg_bin,
+            repo,
+        }) => {
+            let args = wal::StreamArgs {
+                url: &url,
+                spool: &spool,
+                slot: &slot,
+                partial_every,
+                recipients: &recipients,
+                recipients_file: &recipients_file,
+                pg_bin,
+                repo: &repo,
+            };
+            wal::stream(args, out).await
+        }
         Command::List { repo, name } => list(&repo, name.as_deref(), out).await,
         Command::Restore {
             which,

@@ -19,15 +19,7 @@ pub(crate) async fn push(
     repo: &RepoArgs,
     out: Out,
 ) -> Result<cli::Status> {
-    let mut spec = KeySpec::new();
-    for key in recipients {
-        spec = spec.with_recipient(key);
-    }
-    for f in recipients_file {
-        spec = spec.with_recipients_file(f);
-    }
-    spec.check()?;
-    let recipients = keys::recipients(spec)?;
+    let recipients = encrypt_to(recipients, recipients_file)?;
     let repo = repository(repo).await?;
     let pipeline = PipelineOptions::default().with_level(level);
     let pushed = repo.wal_push(file, &recipients, &pipeline).await?;
@@ -51,6 +43,75 @@ pub(crate) async fn push(
         eprintln!("{what}");
     }
     Ok(cli::Status::Success)
+}
+
+/// The -r and -R flags (the default identity's key when none is given).
+fn encrypt_to(
+    recipients: &[String],
+    recipients_file: &[PathBuf],
+) -> Result<backup_core::Recipients> {
+    let mut spec = KeySpec::new();
+    for key in recipients {
+        spec = spec.with_recipient(key);
+    }
+    for f in recipients_file {
+        spec = spec.with_recipients_file(f);
+    }
+    spec.check()?;
+    keys::recipients(spec)
+}
+
+/// `backupctl wal stream URL`.
+pub(crate) async fn stream(args: StreamArgs<'_>, out: Out) -> Result<cli::Status> {
+    let target = backup_core::postgres::PgTarget::parse(args.url)
+        .map_err(|e| crate::usage(e.to_string()))?;
+    let recipients = encrypt_to(args.recipients, args.recipients_file)?;
+    let repo = repository(args.repo).await?;
+    let mut opts = backup_core::postgres::StreamOptions::new(args.spool);
+    opts.slot = args.slot.to_owned();
+    opts.partial_every = args.partial_every;
+    opts.bin_dir = args.pg_bin;
+    let state = std::sync::Arc::new(std::sync::Mutex::new(
+        backup_core::postgres::StreamState::default(),
+    ));
+    if !out.quiet {
+        eprintln!("streaming WAL of {target} into the repository (SIGTERM or Ctrl-C stops)");
+    }
+    repo.stream_wal(
+        &target,
+        &recipients,
+        &opts,
+        std::sync::Arc::clone(&state),
+        cli::shutdown_signal(),
+    )
+    .await?;
+    let state = state.lock().map(|s| s.clone()).unwrap_or_default();
+    if out.json {
+        cli::print_json(&state)?;
+    } else if !out.quiet {
+        eprintln!(
+            "stopped: {} files stored, {} failures{}",
+            state.stored,
+            state.failures,
+            state
+                .last_stored
+                .map(|n| format!(", the last {n}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(cli::Status::Success)
+}
+
+/// `wal stream`'s flags.
+pub(crate) struct StreamArgs<'a> {
+    pub url: &'a str,
+    pub spool: &'a Path,
+    pub slot: &'a str,
+    pub partial_every: std::time::Duration,
+    pub recipients: &'a [String],
+    pub recipients_file: &'a [PathBuf],
+    pub pg_bin: Option<PathBuf>,
+    pub repo: &'a RepoArgs,
 }
 
 /// `backupctl wal-fetch NAME PATH`.

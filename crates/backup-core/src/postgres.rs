@@ -48,7 +48,9 @@ mod container;
 mod drill;
 mod recover;
 mod restore;
+mod stream;
 
+pub use base::base_backup_range;
 pub(crate) use drill::drill;
 pub use drill::{DrillReport, TableCheck};
 pub use pg::{PgTarget, pgpass, tools};
@@ -57,6 +59,8 @@ pub use recover::{PhysicalDrillReport, RecoverOptions, RecoveryReport, RecoveryT
 pub(crate) use recover::{drill as drill_physical, recover};
 pub(crate) use restore::restore;
 pub use restore::{PgRestoreOptions, PgRestoreReport};
+pub(crate) use stream::stream;
+pub use stream::{StreamOptions, StreamState};
 
 /// User tables whose data `pg_dump` writes: ordinary tables (partitions
 /// included, partitioned parents having no rows of their own), not

@@ -453,6 +453,35 @@ impl Repository {
         .await
     }
 
+    /// Streams a server's WAL into the repository (`pg_receivewal` through
+    /// a replication slot, every finished segment stored through the
+    /// pipeline, the one being written stored as `.partial` every
+    /// `opts.partial_every`) until `shutdown` completes. Connection
+    /// losses are retried; `state` tells what was stored and what failed.
+    ///
+    /// # Errors
+    ///
+    /// When `pg_receivewal` is missing or the spool cannot be made.
+    #[cfg(feature = "postgres")]
+    pub async fn stream_wal(
+        &self,
+        target: &crate::postgres::PgTarget,
+        recipients: &crate::Recipients,
+        opts: &crate::postgres::StreamOptions,
+        state: Arc<std::sync::Mutex<crate::postgres::StreamState>>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        crate::postgres::stream(
+            self.store.as_ref(),
+            target,
+            recipients,
+            opts,
+            state,
+            shutdown,
+        )
+        .await
+    }
+
     /// Restores a Docker volume backup into `volume` (created when
     /// missing; refused when it holds anything, unless `opts.force`),
     /// streaming the plaintext into the engine as it is decrypted.

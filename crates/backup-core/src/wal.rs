@@ -278,6 +278,36 @@ pub(crate) async fn push(
     recipients: &Recipients,
     pipeline: &PipelineOptions,
 ) -> Result<Pushed> {
+    push_with(store, path, recipients, pipeline, false).await
+}
+
+/// [`push`] of a `.partial` file that grows (a streamed segment): a newer
+/// state replaces the stored one.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) async fn push_replacing(
+    store: &dyn Store,
+    path: &Path,
+    recipients: &Recipients,
+    pipeline: &PipelineOptions,
+) -> Result<Pushed> {
+    push_with(store, path, recipients, pipeline, true).await
+}
+
+/// Removes an archived file: its record first (it stops being archived),
+/// then its object.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) async fn remove(store: &dyn Store, name: &WalName) -> Result<()> {
+    crate::error::gone(store.delete(&name.record_key()).await)?;
+    crate::error::gone(store.delete(&name.object_key()).await)
+}
+
+async fn push_with(
+    store: &dyn Store,
+    path: &Path,
+    recipients: &Recipients,
+    pipeline: &PipelineOptions,
+    replace_partial: bool,
+) -> Result<Pushed> {
     let file_name =
         path.file_name()
             .and_then(|n| n.to_str())
@@ -292,18 +322,22 @@ pub(crate) async fn push(
             tracing::info!(%name, "archived before with the same content");
             return Ok(Pushed::AlreadyArchived(record));
         }
-        return Err(Error::WalConflict {
-            name: name.to_string(),
-            problem: format!(
-                "the repository holds a different {name} ({} bytes, SHA-256 {}) than {} \
+        if !(replace_partial && name.kind() == WalKind::Partial) {
+            return Err(Error::WalConflict {
+                name: name.to_string(),
+                problem: format!(
+                    "the repository holds a different {name} ({} bytes, SHA-256 {}) than {} \
                  ({size} bytes, SHA-256 {digest}); refusing to overwrite it. Two servers \
                  archiving into one place, or a restored server that did not start a new \
                  timeline, make this: give each server its own repository",
-                record.sizes.raw,
-                record.sha256.plaintext,
-                path.display()
-            ),
-        });
+                    record.sizes.raw,
+                    record.sha256.plaintext,
+                    path.display()
+                ),
+            });
+        }
+        // The stored state stops being archived before it is replaced.
+        crate::error::gone(store.delete(&name.record_key()).await)?;
     }
     let history = match name.kind() {
         WalKind::History => {
@@ -411,11 +445,24 @@ pub(crate) async fn fetch(
     dest: &Path,
     identities: &Identities,
 ) -> Result<WalRecord> {
-    let record = record(store, name)
-        .await?
-        .ok_or_else(|| Error::WalMissing {
-            name: name.to_string(),
-        })?;
+    let (name, record) = match record(store, name).await? {
+        Some(r) => (name.clone(), r),
+        None => {
+            // The end of a streamed archive: the segment being written
+            // when the server stopped, stored as .partial (PostgreSQL
+            // replays it up to where its records end).
+            let partial = WalName(format!("{name}.partial"));
+            match record(store, &partial).await? {
+                Some(r) if name.kind() == WalKind::Segment => (partial, r),
+                _ => {
+                    return Err(Error::WalMissing {
+                        name: name.to_string(),
+                    });
+                }
+            }
+        }
+    };
+    let name = &name;
     let stream = store.get(&name.object_key()).await.map_err(|e| match e {
         Error::NotFound { key, .. } => Error::Corrupt {
             id: name.to_string(),
@@ -555,8 +602,10 @@ pub fn coverage(
     start: u64,
     segment_size: u64,
 ) -> Coverage {
+    // A streamed archive ends with the segment being written, stored as
+    // .partial: it counts for the newest, not for the holes.
     let on_chain = |name: &WalName| {
-        name.kind() == WalKind::Segment
+        matches!(name.kind(), WalKind::Segment | WalKind::Partial)
             && name.segment(segment_size).is_some_and(|n| {
                 n >= start && chain.timeline_of(n, segment_size) == name.timeline()
             })

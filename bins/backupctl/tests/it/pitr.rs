@@ -798,3 +798,90 @@ fn prune_keeps_exactly_the_wal_kept_base_backups_need_and_gc_finds_orphans() {
     );
     assert_eq!(s.wal_names(), after);
 }
+
+#[test]
+fn streamed_wal_restores_to_seconds_before_a_kill_9_without_archive_command() {
+    let Some(s) = setup() else { return };
+    // Nothing of ours on the server: no archive_command, a replication login.
+    let primary = Cluster::init(
+        &s.bin,
+        &s.sandbox.path("primary"),
+        56_131,
+        "wal_level = replica\n",
+    );
+    primary.start();
+    primary.sql(
+        "CREATE TABLE t (id bigserial PRIMARY KEY, \
+         at timestamptz NOT NULL DEFAULT clock_timestamp())",
+    );
+    let spool = s.sandbox.path("spool");
+    let url = primary.url();
+    let streamer = s
+        .sandbox
+        .cmd([
+            OsStr::new("wal"),
+            OsStr::new("stream"),
+            OsStr::new(&url),
+            OsStr::new("--spool"),
+            spool.as_os_str(),
+            OsStr::new("--partial-every"),
+            OsStr::new("1s"),
+            OsStr::new("--repo"),
+            s.repo.as_os_str(),
+            OsStr::new("-r"),
+            OsStr::new(&s.recipient),
+            OsStr::new("--json"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("wal stream");
+    let writer = Writer::start(&primary);
+    std::thread::sleep(Duration::from_secs(1));
+    s.base_backup(&primary);
+    std::thread::sleep(Duration::from_secs(4));
+    primary.kill9();
+    let killed_at = chrono::Utc::now().timestamp_micros();
+    let acked = writer.finish();
+    std::thread::sleep(Duration::from_secs(2));
+    let ok = Command::new("kill")
+        .args(["-TERM", &streamer.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let out = streamer.wait_with_output().expect("streamer");
+    assert!(out.status.success(), "wal stream: {}", text(&out));
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("state");
+    assert!(state["stored"].as_u64().expect("stored") > 0, "{state}");
+    assert!(
+        s.wal_names().iter().any(|n| n.ends_with(".partial")),
+        "no partial segment stored: {:?}",
+        s.wal_names()
+    );
+    // The streamer ran as us; the recovering server reads the repository.
+    give(&s.repo);
+
+    let latest = s.restore_and_start("latest", "latest", 56_132);
+    let got = rows(&latest);
+    let lost: Vec<i64> = acked
+        .iter()
+        .filter(|(id, _)| !got.contains_key(id))
+        .map(|(_, at)| *at)
+        .collect();
+    let newest = got.values().max().copied().expect("rows");
+    eprintln!(
+        "PITR streamed, latest after kill -9: {} rows acknowledged, {} restored, {} lost; newest \
+         restored commit {:.3} s before the kill",
+        acked.len(),
+        got.len(),
+        lost.len(),
+        (killed_at - newest) as f64 / 1e6
+    );
+    if let Some(oldest) = lost.iter().min() {
+        let age = (killed_at - oldest) as f64 / 1e6;
+        assert!(
+            age <= 3.0,
+            "a row acknowledged {age:.3} s before the kill was lost"
+        );
+    }
+}

@@ -74,7 +74,9 @@ async fn check_server(target: &PgTarget) -> Result<Server> {
                     (SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'wal_segment_size'), \
                     (SELECT system_identifier::text FROM pg_catalog.pg_control_system()), \
                     (SELECT count(*) FROM pg_catalog.pg_tablespace \
-                      WHERE spcname NOT IN ('pg_default', 'pg_global'))",
+                      WHERE spcname NOT IN ('pg_default', 'pg_global')), \
+                    (SELECT count(*) FROM pg_catalog.pg_replication_slots \
+                      WHERE active AND slot_type = 'physical')",
             &[],
         )
         .await
@@ -83,12 +85,14 @@ async fn check_server(target: &PgTarget) -> Result<Server> {
     let segment: i64 = row.try_get(1).map_err(fail)?;
     let system_identifier: String = row.try_get(2).map_err(fail)?;
     let tablespaces: i64 = row.try_get(3).map_err(fail)?;
-    if archive_mode == "off" {
+    let streaming: i64 = row.try_get(4).map_err(fail)?;
+    if archive_mode == "off" && streaming == 0 {
         return Err(failed(
             target,
-            "archive_mode is off: a base backup is restorable only with the WAL written while \
-             it ran; set archive_mode = on and archive_command = 'backupctl wal-push --repo ... \
-             -r ... %p' (a restart), then back up",
+            "archive_mode is off and no WAL is being streamed: a base backup is restorable only \
+             with the WAL written while it ran; set archive_mode = on and archive_command = \
+             'backupctl wal-push --repo ... -r ... %p' (a restart), or run `backupctl wal \
+             stream` into the same repository, then back up",
         ));
     }
     if tablespaces > 0 {
@@ -220,6 +224,23 @@ impl TarWatch {
             .ok_or_else(|| bad("backup_manifest lists no WAL range".into()))?;
         Ok((start_tli, start, last.timeline, last.end))
     }
+}
+
+/// Reads the start (timeline, position) and end (timeline, position) of
+/// a base backup from `pg_basebackup --format=tar` output handed over in
+/// pieces of `piece` bytes, as [`PgSource::physical`](super::PgSource::physical)
+/// does while the stream passes; a few KiB are kept whatever its size.
+///
+/// # Errors
+///
+/// A stream without a readable `backup_label` or `backup_manifest` WAL
+/// range, or with an unreadable tar header.
+pub fn base_backup_range(tar: &[u8], piece: usize) -> Result<(u32, Lsn, u32, Lsn)> {
+    let mut watch = TarWatch::default();
+    for chunk in tar.chunks(piece.max(1)) {
+        watch.feed(chunk);
+    }
+    watch.finish()
 }
 
 /// A tar size field: octal text, or base-256 for large sizes.

@@ -479,6 +479,34 @@ struct Asked {
     highest_fetched: Option<u64>,
     /// The last segment asked for and not found, and since when.
     missing: Option<(u64, Instant)>,
+    /// The last segment fetched, and since when it has been fetched again
+    /// and again (the server re-reads a segment whose records end early:
+    /// a streamed `.partial`).
+    last_fetched: Option<(u64, Option<Instant>)>,
+}
+
+/// Where recovery stopped moving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stuck {
+    /// It asks for this segment, which is not archived.
+    Needs(u64),
+    /// It keeps re-reading this segment: its records end inside it.
+    EndOf(u64),
+}
+
+impl Asked {
+    /// Where recovery has been stuck for [`STUCK`], if it has.
+    fn stuck(&self) -> Option<Stuck> {
+        if let Some((s, since)) = self.missing {
+            if self.highest_fetched.is_none_or(|h| h < s) && since.elapsed() >= STUCK {
+                return Some(Stuck::Needs(s));
+            }
+        }
+        match self.last_fetched {
+            Some((s, Some(since))) if since.elapsed() >= STUCK => Some(Stuck::EndOf(s)),
+            _ => None,
+        }
+    }
 }
 
 /// How long a segment must stay missing before recovery counts as stuck
@@ -731,15 +759,22 @@ impl Run<'_> {
                 }
                 return Ok(report(&state));
             }
-            let Some((segment, since)) = asked.missing else {
-                continue;
-            };
-            if asked.highest_fetched.is_some_and(|h| h >= segment) || since.elapsed() < STUCK {
-                continue;
-            }
-            if segment <= self.newest {
-                let name = self.chain.segment_name(segment, size);
-                return Err(gap(&name, 1));
+            match asked.stuck() {
+                None => continue,
+                Some(Stuck::Needs(s)) if s <= self.newest => {
+                    return Err(gap(&self.chain.segment_name(s, size), 1));
+                }
+                Some(Stuck::EndOf(s)) if s < self.newest => {
+                    return Err(Error::Recovery {
+                        problem: format!(
+                            "recovery cannot get past segment {}: its records end early, \
+                             and newer segments are archived",
+                            self.chain.segment_name(s, size)
+                        ),
+                    });
+                }
+                // The end of the archive.
+                Some(_) => {}
             }
             if self.opts.to == RecoveryTarget::Latest {
                 if state.replay.segment(size) >= self.newest {
@@ -798,6 +833,12 @@ impl Run<'_> {
                     asked.fetched += 1;
                     if let Some(s) = segment {
                         asked.highest_fetched = asked.highest_fetched.max(Some(s));
+                        asked.last_fetched = match asked.last_fetched {
+                            Some((last, since)) if last == s => {
+                                Some((s, since.or_else(|| Some(Instant::now()))))
+                            }
+                            _ => Some((s, None)),
+                        };
                     }
                 }
                 ("missing", Some(s)) if asked.missing.is_none_or(|(m, _)| m != s) => {
