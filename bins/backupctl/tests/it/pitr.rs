@@ -885,3 +885,69 @@ fn streamed_wal_restores_to_seconds_before_a_kill_9_without_archive_command() {
         );
     }
 }
+
+#[test]
+fn the_daemon_streams_a_physical_jobs_wal_and_run_takes_its_base_backup() {
+    let Some(s) = setup() else { return };
+    let primary = Cluster::init(
+        &s.bin,
+        &s.sandbox.path("primary"),
+        56_141,
+        "wal_level = replica\n",
+    );
+    primary.start();
+    let config = s.sandbox.path("backup.toml");
+    fs::write(
+        &config,
+        format!(
+            "[repositories.main]\nlocation = \"{}\"\n\n[keys.ops]\nidentity_file = \"{}\"\n\n\
+             [jobs.db]\nsource = {{ postgres = \"{}\", physical = true, wal_spool = \"{}\" }}\n\
+             repository = \"main\"\nkey = \"ops\"\nschedule = \"0 3 1 1 *\"\nmissed = \"skip\"\n",
+            s.repo.display(),
+            s.identity.display(),
+            primary.url(),
+            s.sandbox.path("spool").display()
+        ),
+    )
+    .expect("config");
+    let daemon = s
+        .sandbox
+        .cmd([
+            OsStr::new("daemon"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while primary.sql("SELECT count(*) FROM pg_replication_slots WHERE active") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not start streaming"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = s.sandbox.run([
+        OsStr::new("run"),
+        OsStr::new("db"),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ]);
+    assert!(out.status.success(), "run db: {}", text(&out));
+    primary.sql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS n");
+    let name = primary.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    primary.sql("SELECT pg_switch_wal()");
+    await_archived(&s, &name);
+    let ok = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let out = daemon.wait_with_output().expect("daemon");
+    assert!(out.status.success(), "daemon: {}", text(&out));
+    let list = s.with_repo(&["list", "--json"]);
+    let backups: serde_json::Value = serde_json::from_slice(&list.stdout).expect("list");
+    assert_eq!(backups[0]["source"]["kind"], "postgres_base", "{backups}");
+}

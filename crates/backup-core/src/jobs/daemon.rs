@@ -108,6 +108,7 @@ impl Daemon {
             );
         }
         let (abort_tx, abort_rx) = watch::channel(false);
+        let (stop_streams, streams) = self.start_streams();
         let mut runs: JoinSet<String> = JoinSet::new();
         let mut running: BTreeSet<String> = BTreeSet::new();
         let mut started = 0u64;
@@ -173,6 +174,10 @@ impl Daemon {
                 () = &mut shutdown => break,
             }
         }
+        // The streamers store what they received last before they go.
+        stop_streams.send_replace(true);
+        let mut streams = streams;
+        while streams.join_next().await.is_some() {}
         if !runs.is_empty() {
             tracing::info!(
                 running = ?running,
@@ -194,6 +199,37 @@ impl Daemon {
             s.stopped = true;
         });
         Ok(())
+    }
+
+    /// Starts a WAL streamer for every physical PostgreSQL job with a
+    /// `wal_spool`; they stop when the returned sender says `true`.
+    fn start_streams(&self) -> (watch::Sender<bool>, JoinSet<()>) {
+        let (stop, stopped) = watch::channel(false);
+        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
+        let mut set = JoinSet::new();
+        #[cfg(feature = "postgres")]
+        for job in self.config.jobs.values() {
+            let crate::source::SourceSpec::Postgres(pg) = &job.source else {
+                continue;
+            };
+            let (true, Some(spool)) = (pg.physical, pg.wal_spool.clone()) else {
+                continue;
+            };
+            let (job, pg) = (job.clone(), pg.clone());
+            let mut stopped = stopped.clone();
+            set.spawn(async move {
+                if let Err(e) = stream_job(&job, &pg, spool, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+                {
+                    tracing::error!(job = %job.name, "WAL streaming stopped: {e}");
+                }
+            });
+        }
+        #[cfg(not(feature = "postgres"))]
+        drop(stopped);
+        (stop, set)
     }
 
     fn job(&self, name: &str) -> &Job {
@@ -254,6 +290,30 @@ impl Daemon {
 }
 
 /// The latest scheduled time each kind of run of `job` was started for.
+/// Streams one job's WAL until `shutdown`.
+#[cfg(feature = "postgres")]
+async fn stream_job(
+    job: &Job,
+    pg: &crate::source::PostgresSpec,
+    spool: std::path::PathBuf,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let repo = Repository::open(&job.repository).await?;
+    let mut target = crate::postgres::PgTarget::parse(&pg.url)?;
+    if let Some(secret) = &pg.password {
+        target = target.with_password(&secret.read()?);
+    }
+    let mut opts = crate::postgres::StreamOptions::new(spool);
+    opts.bin_dir.clone_from(&pg.bin_dir);
+    opts.pipeline = opts.pipeline.with_level(job.level);
+    let state = Arc::new(std::sync::Mutex::new(
+        crate::postgres::StreamState::default(),
+    ));
+    tracing::info!(job = %job.name, "streaming WAL");
+    repo.stream_wal(&target, &job.keys.recipients()?, &opts, state, shutdown)
+        .await
+}
+
 async fn last_scheduled(job: &Job) -> BTreeMap<RunKind, DateTime<Utc>> {
     let mut last = BTreeMap::new();
     let history = match Repository::open(&job.repository).await {

@@ -76,7 +76,7 @@ async fn check_server(target: &PgTarget) -> Result<Server> {
                     (SELECT count(*) FROM pg_catalog.pg_tablespace \
                       WHERE spcname NOT IN ('pg_default', 'pg_global')), \
                     (SELECT count(*) FROM pg_catalog.pg_replication_slots \
-                      WHERE active AND slot_type = 'physical')",
+                      WHERE slot_type = 'physical')",
             &[],
         )
         .await
@@ -86,6 +86,8 @@ async fn check_server(target: &PgTarget) -> Result<Server> {
     let system_identifier: String = row.try_get(2).map_err(fail)?;
     let tablespaces: i64 = row.try_get(3).map_err(fail)?;
     let streaming: i64 = row.try_get(4).map_err(fail)?;
+    // A physical slot means a streamer (ours, or another receiver); the
+    // backup then waits for its WAL to reach the repository.
     if archive_mode == "off" && streaming == 0 {
         return Err(failed(
             target,

@@ -40,6 +40,7 @@ pub const DOCKER_VOLUME_PREFIX: &str = "docker-volume:";
 /// source = { postgres = "postgres://backup@db/orders", password_env = "PGPASS", row_counts = "exact" }
 /// source = { postgres = "postgres://postgres@db/postgres", globals = true }
 /// source = { postgres = "postgres://replicator@db/postgres", physical = true }
+/// source = { postgres = "postgres://replicator@db/postgres", physical = true, wal_spool = "/var/lib/shipshape/wal" }
 /// source = { postgres = "postgres://postgres@/app", container = "app-db-1" }
 /// source = { docker_volume = "pgdata", stop_label = "com.example.backup=stop" }
 /// ```
@@ -93,6 +94,11 @@ pub struct PostgresSpec {
     /// A physical base backup of the whole cluster (`pg_basebackup`),
     /// recoverable to any time its archived WAL reaches, instead of a dump.
     pub physical: bool,
+    /// For a physical source: stream the server's WAL into the job's
+    /// repository through this spool directory while the daemon runs
+    /// (`backupctl wal stream`), instead of relying on its
+    /// `archive_command`.
+    pub wal_spool: Option<PathBuf>,
     /// How each table's rows are counted in the dump's snapshot.
     pub row_counts: RowCounts,
     /// Look for the client tools only in this directory.
@@ -125,6 +131,7 @@ impl PostgresSpec {
             password: None,
             globals: false,
             physical: false,
+            wal_spool: None,
             row_counts: RowCounts::default(),
             bin_dir: None,
             container: None,
@@ -425,6 +432,7 @@ struct SourceFields {
     password_file: Option<PathBuf>,
     globals: Option<bool>,
     physical: Option<bool>,
+    wal_spool: Option<PathBuf>,
     row_counts: Option<RowCounts>,
     pg_bin: Option<PathBuf>,
     container: Option<String>,
@@ -454,6 +462,7 @@ impl TryFrom<SourceFields> for SourceSpec {
         }
         let pg_only = f.globals.is_some()
             || f.physical.is_some()
+            || f.wal_spool.is_some()
             || f.row_counts.is_some()
             || f.password_env.is_some()
             || f.password_file.is_some()
@@ -461,8 +470,8 @@ impl TryFrom<SourceFields> for SourceSpec {
             || f.container.is_some();
         if pg_only && f.postgres.is_none() {
             return Err(
-                "globals, physical, row_counts, pg_bin, container and password_* go with a \
-                 postgres source"
+                "globals, physical, wal_spool, row_counts, pg_bin, container and password_* go \
+                 with a postgres source"
                     .into(),
             );
         }
@@ -470,6 +479,13 @@ impl TryFrom<SourceFields> for SourceSpec {
             return Err(
                 "globals and physical do not go together: a base backup holds the \
                         roles already"
+                    .into(),
+            );
+        }
+        if f.wal_spool.is_some() && f.physical != Some(true) {
+            return Err(
+                "wal_spool streams WAL for point-in-time recovery: it goes with \
+                        physical = true"
                     .into(),
             );
         }
@@ -508,6 +524,7 @@ impl TryFrom<SourceFields> for SourceSpec {
             password: Secret::pick("password", f.password_env, f.password_file)?,
             globals: f.globals.unwrap_or(false),
             physical: f.physical.unwrap_or(false),
+            wal_spool: f.wal_spool,
             row_counts: f.row_counts.unwrap_or_default(),
             bin_dir: f.pg_bin,
             container: f.container,
