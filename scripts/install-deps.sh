@@ -38,7 +38,8 @@ if $bench; then
   want+=([prometheus-node-exporter]=prometheus-node-exporter
          [prometheus-postgres-exporter]=prometheus-postgres-exporter)
   # The WAL archivers and base backup tools backupctl's PITR is measured against.
-  want+=([pgbackrest]=pgbackrest [barman-wal-archive]=barman-cli [barman]=barman)
+  want+=([pgbackrest]=pgbackrest [barman-wal-archive]=barman-cli [barman]=barman
+         [barman-cloud-wal-archive]=barman-cli-cloud)
 fi
 
 missing=()

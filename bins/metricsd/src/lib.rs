@@ -132,7 +132,7 @@ impl AppState {
         };
         Ok(AppState {
             scraper: config.scraper()?,
-            evaluator: Arc::new(Mutex::new(Evaluator::new(config.alert.clone()))),
+            evaluator: Arc::new(Mutex::new(Evaluator::new(config.rules()))),
             token: token.map(Arc::from),
         })
     }

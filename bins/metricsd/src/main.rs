@@ -95,7 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     tracing::info!(
         listen = %listener.local_addr()?,
         collectors = ?state.scraper().names(),
-        rules = config.alert.len(),
+        rules = config.rules().len(),
         "metricsd serving /metrics, /api/v1/metrics, /api/v1/alerts, /healthz"
     );
     let shutdown = async {

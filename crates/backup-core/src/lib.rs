@@ -88,7 +88,7 @@ pub use keys::{Identities, KeySpec, Recipients};
 pub use manifest::{BackupId, Manifest};
 pub use ops::backup::BackupOptions;
 pub use ops::gc::GcReport;
-pub use ops::history::{HISTORY_PREFIX, Outcome, RunKind, RunRecord, check_job_name};
+pub use ops::history::{HISTORY_PREFIX, Outcome, Recovery, RunKind, RunRecord, check_job_name};
 pub use ops::init::{FORMAT_KEY, RepositoryInfo};
 pub use ops::list::{BackupRef, Listing};
 pub use ops::ls::Listed;

@@ -95,6 +95,64 @@ pub struct Config {
     /// How often alert rules are evaluated.
     #[serde(default = "default_interval", with = "settings::duration::serde")]
     pub evaluation_interval: Duration,
+    /// Add the built-in rules ([`Config::rules`]); default true.
+    #[serde(default = "yes_default")]
+    pub default_alerts: bool,
+}
+
+fn yes_default() -> bool {
+    true
+}
+
+impl Config {
+    /// The alert rules: those configured, then the built-in ones not
+    /// switched off (`default_alerts = false`) or replaced by a configured
+    /// rule of the same name:
+    ///
+    /// - `WalArchiveLagging` (critical): a repository's newest archived
+    ///   WAL is over 15 minutes old;
+    /// - `PgArchiverFailing` (critical): PostgreSQL's last
+    ///   `archive_command` run failed, for 5 minutes.
+    pub fn rules(&self) -> Vec<Rule> {
+        let mut rules = self.alert.clone();
+        if !self.default_alerts {
+            return rules;
+        }
+        let builtin = [
+            Rule {
+                name: "WalArchiveLagging".into(),
+                metric: "shipshape_wal_last_archived_age_seconds".into(),
+                labels: Default::default(),
+                op: crate::alerts::Op::Gt,
+                threshold: 900.0,
+                for_: Duration::ZERO,
+                severity: "critical".into(),
+                summary: Some(
+                    "no WAL archived for 15 minutes: point-in-time recovery loses everything since"
+                        .into(),
+                ),
+            },
+            Rule {
+                name: "PgArchiverFailing".into(),
+                metric: "shipshape_pg_archiver_failing".into(),
+                labels: Default::default(),
+                op: crate::alerts::Op::Gt,
+                threshold: 0.0,
+                for_: Duration::from_secs(300),
+                severity: "critical".into(),
+                summary: Some(
+                    "archive_command keeps failing: WAL piles up in pg_wal and is not archived"
+                        .into(),
+                ),
+            },
+        ];
+        for rule in builtin {
+            if !rules.iter().any(|r| r.name == rule.name) {
+                rules.push(rule);
+            }
+        }
+        rules
+    }
 }
 
 fn default_interval() -> Duration {
@@ -448,6 +506,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_in_alerts_come_after_the_configured_ones_and_yield_to_them() {
+        let c = Config::parse("").expect("empty config");
+        let names: Vec<String> = c.rules().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["WalArchiveLagging", "PgArchiverFailing"]);
+        let c = Config::parse(
+            "[[alert]]\nname = 'WalArchiveLagging'\nmetric = 'shipshape_wal_last_archived_age_seconds'\n\
+             op = '>'\nthreshold = 60.0\n",
+        )
+        .expect("config");
+        let rules = c.rules();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].threshold, 60.0);
+        let c = Config::parse("default_alerts = false").expect("config");
+        assert!(c.rules().is_empty());
+    }
 
     #[test]
     fn every_duration_takes_humantimes_grammar() {

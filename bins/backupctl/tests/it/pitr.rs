@@ -358,12 +358,12 @@ impl Setup {
     /// A primary archiving into the repository, with the table `t` of
     /// rows and their commit times.
     fn primary(&self, port: u16) -> Cluster {
-        let c = Cluster::init(
-            &self.bin,
-            &self.sandbox.path("primary"),
-            port,
-            &self.archive_conf(),
-        );
+        self.primary_with(port, &self.archive_conf())
+    }
+
+    /// A primary with `conf` and the table `t`.
+    fn primary_with(&self, port: u16, conf: &str) -> Cluster {
+        let c = Cluster::init(&self.bin, &self.sandbox.path("primary"), port, conf);
         c.start();
         c.sql(
             "CREATE TABLE t (id bigserial PRIMARY KEY, \
@@ -803,17 +803,7 @@ fn prune_keeps_exactly_the_wal_kept_base_backups_need_and_gc_finds_orphans() {
 fn streamed_wal_restores_to_seconds_before_a_kill_9_without_archive_command() {
     let Some(s) = setup() else { return };
     // Nothing of ours on the server: no archive_command, a replication login.
-    let primary = Cluster::init(
-        &s.bin,
-        &s.sandbox.path("primary"),
-        56_131,
-        "wal_level = replica\n",
-    );
-    primary.start();
-    primary.sql(
-        "CREATE TABLE t (id bigserial PRIMARY KEY, \
-         at timestamptz NOT NULL DEFAULT clock_timestamp())",
-    );
+    let primary = s.primary_with(56_131, "wal_level = replica\n");
     let spool = s.sandbox.path("spool");
     let url = primary.url();
     let streamer = s
@@ -889,13 +879,7 @@ fn streamed_wal_restores_to_seconds_before_a_kill_9_without_archive_command() {
 #[test]
 fn the_daemon_streams_a_physical_jobs_wal_and_run_takes_its_base_backup() {
     let Some(s) = setup() else { return };
-    let primary = Cluster::init(
-        &s.bin,
-        &s.sandbox.path("primary"),
-        56_141,
-        "wal_level = replica\n",
-    );
-    primary.start();
+    let primary = s.primary_with(56_141, "wal_level = replica\n");
     let config = s.sandbox.path("backup.toml");
     fs::write(
         &config,

@@ -346,6 +346,7 @@ async fn record_skipped(job: &Job, kind: RunKind, due: DateTime<Utc>, now: DateT
         sizes: None,
         pruned: 0,
         warnings: Vec::new(),
+        recovery: None,
     };
     let stored = match Repository::open(&job.repository).await {
         Ok(repo) => repo.record_run(&record).await,

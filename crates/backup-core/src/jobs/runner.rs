@@ -45,6 +45,7 @@ struct Done {
     backup: Option<Manifest>,
     pruned: u32,
     drilled: Option<crate::manifest::BackupId>,
+    recovery: Option<crate::ops::history::Recovery>,
 }
 
 /// Runs `kind` of `job` now: before-hooks, the work, retention (after a
@@ -99,6 +100,7 @@ pub async fn run_job(
         sizes: backup.as_ref().map(|m| m.sizes),
         pruned: done.as_ref().map_or(0, |d| d.pruned),
         warnings: backup.map(|m| m.warnings).unwrap_or_default(),
+        recovery: done.as_ref().and_then(|d| d.recovery),
     };
     let env = [
         ("SHIPSHAPE_RESULT", record.outcome.to_string()),
@@ -143,10 +145,11 @@ pub async fn run_job(
 
 async fn work(job: &Job, kind: RunKind, repo: &Repository, now: DateTime<Utc>) -> Result<Done> {
     match kind {
-        RunKind::Drill => drill(job, repo).await.map(|id| Done {
+        RunKind::Drill => drill(job, repo).await.map(|(id, recovery)| Done {
             backup: None,
             pruned: 0,
             drilled: Some(id),
+            recovery,
         }),
         RunKind::Full | RunKind::Incremental => {
             let mut opts = BackupOptions::new(job.keys.recipients()?)
@@ -178,6 +181,7 @@ async fn work(job: &Job, kind: RunKind, repo: &Repository, now: DateTime<Utc>) -
                 backup: Some(manifest),
                 pruned,
                 drilled: None,
+                recovery: None,
             })
         }
     }
@@ -231,7 +235,13 @@ fn pg_container_url(source: &SourceSpec) -> Option<&String> {
 
 /// Restores the latest backup into a scratch database and checks every
 /// table (PostgreSQL), or verifies it (everything else).
-async fn drill(job: &Job, repo: &Repository) -> Result<crate::manifest::BackupId> {
+async fn drill(
+    job: &Job,
+    repo: &Repository,
+) -> Result<(
+    crate::manifest::BackupId,
+    Option<crate::ops::history::Recovery>,
+)> {
     let ids = job.keys.identities()?;
     let ids = &ids;
     let latest = repo
@@ -239,6 +249,28 @@ async fn drill(job: &Job, repo: &Repository) -> Result<crate::manifest::BackupId
             name: Some(job.name.clone()),
         })
         .await?;
+    #[cfg(feature = "postgres")]
+    if let crate::manifest::SourceInfo::PostgresBase(_) = &latest.source {
+        let opts = crate::postgres::RecoverOptions::new(
+            crate::postgres::RecoveryTarget::Latest,
+            wal_fetch_command(job)?,
+        );
+        let report = repo
+            .drill_physical(&latest, ids, &opts, None, std::future::pending())
+            .await?;
+        tracing::info!(
+            job = %job.name,
+            rpo = ?report.rpo_seconds,
+            rto = report.rto_seconds,
+            tables = report.tables.len(),
+            "drill of base backup {} passed", latest.id
+        );
+        let recovery = crate::ops::history::Recovery {
+            rpo_seconds: report.rpo_seconds,
+            rto_seconds: report.rto_seconds,
+        };
+        return Ok((latest.id, Some(recovery)));
+    }
     #[cfg(feature = "postgres")]
     if let (SourceSpec::Postgres(pg), Some(scratch)) = (
         &job.source,
@@ -272,11 +304,47 @@ async fn drill(job: &Job, repo: &Repository) -> Result<crate::manifest::BackupId
                 ),
             });
         }
-        return Ok(latest.id);
+        return Ok((latest.id, None));
     }
     repo.verify(&latest, ids, Arc::new(crate::progress::NoProgress))
         .await?;
-    Ok(latest.id)
+    Ok((latest.id, None))
+}
+
+/// The `restore_command` program of a physical job's drill: this program's
+/// `wal-fetch` (the daemon is `backupctl`), with the job's repository and
+/// identity files.
+#[cfg(feature = "postgres")]
+fn wal_fetch_command(job: &Job) -> Result<Vec<String>> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Interrupted(format!("cannot find this program: {e}")))?;
+    let mut argv = vec![
+        exe.display().to_string(),
+        "wal-fetch".into(),
+        "-q".into(),
+        "--repo".into(),
+        job.repository.clone(),
+    ];
+    if job.keys.identity_files.is_empty() {
+        return Err(Error::InvalidOption {
+            option: "drill",
+            problem: format!(
+                "job {}: a base backup's drill fetches WAL with the job's identity_file; \
+                 give its keys one",
+                job.name
+            ),
+        });
+    }
+    for file in &job.keys.identity_files {
+        argv.extend([
+            "-i".into(),
+            std::path::absolute(file)
+                .unwrap_or_else(|_| file.clone())
+                .display()
+                .to_string(),
+        ]);
+    }
+    Ok(argv)
 }
 
 /// Runs hook commands with `sh -c`, in order, stopping at the first that

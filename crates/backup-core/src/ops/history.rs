@@ -67,7 +67,7 @@ impl std::fmt::Display for Outcome {
 }
 
 /// One run of a job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// The job.
     pub job: String,
@@ -97,6 +97,19 @@ pub struct RunRecord {
     /// Problems that did not fail the run (an after-hook, a webhook).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// A drill of a base backup: the recovery point and time it achieved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// What a drill of a base backup achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// How old the newest archived WAL was when the drill started: what a
+    /// restore then would have lost at most.
+    pub rpo_seconds: Option<f64>,
+    /// How long restoring and recovering took.
+    pub rto_seconds: f64,
 }
 
 impl RunRecord {

@@ -1,6 +1,7 @@
 //! Backup freshness from a backup-core repository: per job, when the last
 //! successful backup finished, how large and how long it was, and how many
-//! runs failed since.
+//! runs failed since; the RPO and RTO the last drill of a base backup
+//! achieved; and how old the newest archived WAL is.
 //!
 //! Jobs run by `backupctl run`/`daemon` leave run records in the
 //! repository; backups made any other way (`backupctl backup` from cron)
@@ -40,11 +41,15 @@ struct Run {
     /// `None` for a run that counts neither way (skipped).
     success: Option<bool>,
     stored: Option<u64>,
+    /// A drill of a base backup: what it achieved.
+    recovery: Option<backup_core::Recovery>,
 }
 
 #[derive(Debug, Default)]
 struct Seen {
     runs: HashMap<String, Option<Run>>,
+    /// The newest archived WAL file and when it was archived.
+    wal: Option<(backup_core::wal::WalName, DateTime<Utc>)>,
 }
 
 /// The freshness of one job.
@@ -60,6 +65,8 @@ pub struct Freshness {
     pub duration: Option<f64>,
     /// Failed or aborted runs after it.
     pub failures_since: u64,
+    /// The job's last drill of a base backup: its achieved RPO and RTO.
+    pub last_drill: Option<backup_core::Recovery>,
 }
 
 impl BackupCollector {
@@ -77,18 +84,26 @@ impl BackupCollector {
         }
     }
 
+    fn fail(&self, e: backup_core::Error) -> CollectError {
+        CollectError::new(format!("{}: {e}", self.location))
+    }
+
+    /// The repository, opened on first use.
+    async fn repository(&self) -> Result<&Repository, CollectError> {
+        self.repo
+            .get_or_try_init(|| Repository::open(&self.location))
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
     /// Reads what is new in the repository and reports every job.
     ///
     /// # Errors
     ///
     /// When the repository cannot be opened or listed.
     pub async fn freshness(&self) -> Result<Vec<Freshness>, CollectError> {
-        let fail = |e: backup_core::Error| CollectError::new(format!("{}: {e}", self.location));
-        let repo = self
-            .repo
-            .get_or_try_init(|| Repository::open(&self.location))
-            .await
-            .map_err(fail)?;
+        let fail = |e: backup_core::Error| self.fail(e);
+        let repo = self.repository().await?;
         let mut keys: Vec<String> = Vec::new();
         for prefix in [HISTORY_PREFIX, MANIFEST_PREFIX] {
             keys.extend(
@@ -112,6 +127,47 @@ impl BackupCollector {
         }
         Ok(summarize(seen.runs.values().flatten()))
     }
+
+    /// The newest WAL file archived in the repository (by position, then
+    /// timeline) and when; `None` when it holds no WAL. Only a newer file's
+    /// record is read.
+    ///
+    /// # Errors
+    ///
+    /// When the repository cannot be listed or the record read.
+    pub async fn newest_wal(&self) -> Result<Option<(String, DateTime<Utc>)>, CollectError> {
+        let fail = |e: backup_core::Error| self.fail(e);
+        let repo = self.repository().await?;
+        let newest = repo
+            .wal_list()
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .filter(|n| n.kind() != backup_core::wal::WalKind::History)
+            .max_by_key(|n| {
+                (
+                    n.as_str()[8..24].to_owned(),
+                    n.timeline(),
+                    n.as_str().to_owned(),
+                )
+            });
+        let Some(newest) = newest else {
+            return Ok(None);
+        };
+        let mut seen = self.seen.lock().await;
+        if seen.wal.as_ref().is_none_or(|(n, _)| *n != newest) {
+            let at = repo
+                .wal_record(&newest)
+                .await
+                .map_err(fail)?
+                .map(|r| r.pushed_at);
+            match at {
+                Some(at) => seen.wal = Some((newest, at)),
+                None => return Ok(None),
+            }
+        }
+        Ok(seen.wal.as_ref().map(|(n, at)| (n.to_string(), *at)))
+    }
 }
 
 async fn read_run(repo: &Repository, key: &str) -> backup_core::Result<Option<Run>> {
@@ -129,6 +185,7 @@ async fn read_run(repo: &Repository, key: &str) -> backup_core::Result<Option<Ru
                 _ => None,
             },
             stored: r.sizes.map(|s| s.stored),
+            recovery: r.recovery,
         }));
     }
     let id = key
@@ -146,6 +203,7 @@ async fn read_run(repo: &Repository, key: &str) -> backup_core::Result<Option<Ru
             finished: m.finished_at,
             success: Some(true),
             stored: Some(m.sizes.stored),
+            recovery: None,
         })),
         // A manifest being written or removed right now, or damaged:
         // `backupctl verify` reports it; freshness leaves it out.
@@ -175,6 +233,7 @@ fn summarize<'a>(runs: impl Iterator<Item = &'a Run>) -> Vec<Freshness> {
                 .iter()
                 .filter(|r| r.success == Some(false))
                 .count() as u64;
+            let last_drill = runs.iter().rev().find_map(|r| r.recovery);
             let last = last.map(|i| runs[i]);
             Freshness {
                 job: job.to_owned(),
@@ -182,6 +241,7 @@ fn summarize<'a>(runs: impl Iterator<Item = &'a Run>) -> Vec<Freshness> {
                 size: last.and_then(|r| r.stored),
                 duration: last.map(|r| (r.finished - r.started).as_seconds_f64()),
                 failures_since,
+                last_drill,
             }
         })
         .collect()
@@ -239,6 +299,43 @@ impl Collector for BackupCollector {
             }
             failures.push(&labels, j.failures_since as f64);
         }
-        Ok(vec![at, age, size, took, failures])
+        let mut rpo = Family::gauge(
+            "shipshape_backup_drill_rpo",
+            "The job's last drill of a base backup: how old the newest archived WAL was.",
+        )
+        .with_unit(Unit::Seconds);
+        let mut rto = Family::gauge(
+            "shipshape_backup_drill_rto",
+            "The job's last drill of a base backup: how long restoring and recovering took.",
+        )
+        .with_unit(Unit::Seconds);
+        for j in &jobs {
+            let labels = [("repo", self.label.as_str()), ("job", j.job.as_str())];
+            if let Some(d) = j.last_drill {
+                if let Some(s) = d.rpo_seconds {
+                    rpo.push(&labels, s);
+                }
+                rto.push(&labels, d.rto_seconds);
+            }
+        }
+        let mut out = vec![at, age, size, took, failures, rpo, rto];
+        if let Some((name, archived)) = self.newest_wal().await? {
+            let labels = [("repo", self.label.as_str())];
+            let mut at = Family::gauge(
+                "shipshape_wal_last_archived_timestamp",
+                "When the newest WAL file in the repository was archived.",
+            )
+            .with_unit(Unit::Seconds);
+            at.push(&labels, archived.timestamp_millis() as f64 / 1000.0);
+            let mut age = Family::gauge(
+                "shipshape_wal_last_archived_age",
+                "Time since the newest WAL file in the repository was archived.",
+            )
+            .with_unit(Unit::Seconds);
+            age.push(&labels, (now - archived).as_seconds_f64().max(0.0));
+            tracing::debug!(wal = %name, "newest archived WAL");
+            out.extend([at, age]);
+        }
+        Ok(out)
     }
 }

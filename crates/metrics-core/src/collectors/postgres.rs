@@ -174,12 +174,14 @@ impl PostgresCollector {
         out.push(max);
 
         // Independent queries, pipelined on the one connection.
-        let (activity, databases, checkpoints, statements) = futures::join!(
+        let (activity, databases, checkpoints, statements, archiver) = futures::join!(
             self.activity(conn),
             self.databases(c),
             self.checkpoints(conn),
             self.statements(conn),
+            self.archiver(c),
         );
+        out.extend(archiver?);
         out.extend(activity?);
         out.extend(databases?);
         out.extend(checkpoints?);
@@ -256,6 +258,49 @@ impl PostgresCollector {
         f.push(&[("server", server), ("trigger", "timed")], row.get(0));
         f.push(&[("server", server), ("trigger", "requested")], row.get(1));
         Ok(vec![f])
+    }
+
+    /// `pg_stat_archiver`: how WAL archiving (`archive_command`) goes.
+    async fn archiver(&self, c: &Client) -> Result<Vec<Family>, CollectError> {
+        let server = self.label.as_str();
+        let s = [("server", server)];
+        let row = c
+            .query_one(
+                "select archived_count::float8, failed_count::float8, \
+                 extract(epoch from now() - last_archived_time)::float8, \
+                 coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false), \
+                 current_setting('archive_mode') <> 'off' \
+                 from pg_stat_archiver",
+                &[],
+            )
+            .await
+            .map_err(|e| self.query_error("pg_stat_archiver", &e))?;
+        let mut archived = Family::counter(
+            "shipshape_pg_archiver_archived",
+            "WAL files archive_command archived since the statistics were reset.",
+        );
+        archived.push(&s, row.get(0));
+        let mut failed = Family::counter(
+            "shipshape_pg_archiver_failed",
+            "Failed archive_command runs since the statistics were reset.",
+        );
+        failed.push(&s, row.get(1));
+        let mut failing = Family::gauge(
+            "shipshape_pg_archiver_failing",
+            "1 when the last archive_command run failed (archiving is stuck until it succeeds).",
+        );
+        failing.push(&s, if row.get::<_, bool>(3) { 1.0 } else { 0.0 });
+        let mut out = vec![archived, failed, failing];
+        if row.get::<_, bool>(4) {
+            let mut age = Family::gauge(
+                "shipshape_pg_archiver_last_archived_age",
+                "Time since archive_command last archived a file (+Inf: never).",
+            )
+            .with_unit(Unit::Seconds);
+            age.push(&s, row.get::<_, Option<f64>>(2).unwrap_or(f64::INFINITY));
+            out.push(age);
+        }
+        Ok(out)
     }
 
     async fn databases(&self, c: &Client) -> Result<Vec<Family>, CollectError> {

@@ -36,6 +36,7 @@ fn record(job: &str, kind: RunKind, outcome: Outcome, hours_ago: i64) -> RunReco
         }),
         pruned: 0,
         warnings: vec![],
+        recovery: None,
     }
 }
 
@@ -111,4 +112,53 @@ async fn freshness_per_job_from_run_records_and_manifests() {
         Some(0.0)
     );
     assert_eq!(value(&f, "shipshape_backup_last_success_age", "docs"), None);
+}
+
+#[tokio::test]
+async fn wal_archive_age_and_the_last_drills_rpo_and_rto() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repository::new(Arc::new(LocalStore::new(dir.path().join("repo"))));
+    let collector = BackupCollector::new("main", dir.path().join("repo").display().to_string());
+    let f = collector.collect().await.expect("collect");
+    assert!(
+        !f.iter().any(|f| f.name.starts_with("shipshape_wal_")),
+        "WAL metrics for a repository without WAL"
+    );
+
+    let recipients = Recipients::x25519([keys::generate().to_public()]);
+    let pg_wal = dir.path().join("pg_wal");
+    std::fs::create_dir(&pg_wal).expect("mkdir");
+    for name in [
+        "000000010000000000000003",
+        "000000010000000000000004",
+        "00000002.history",
+    ] {
+        let path = pg_wal.join(name);
+        let body: &[u8] = if name.ends_with(".history") {
+            b"1\t0/4000100\tpromoted\n"
+        } else {
+            &[0u8; 4096]
+        };
+        std::fs::write(&path, body).expect("segment");
+        repo.wal_push(&path, &recipients, &backup_core::PipelineOptions::default())
+            .await
+            .expect("wal-push");
+    }
+    let mut drill = record("db", RunKind::Drill, Outcome::Success, 1);
+    drill.recovery = Some(backup_core::Recovery {
+        rpo_seconds: Some(4.5),
+        rto_seconds: 31.0,
+    });
+    repo.record_run(&drill).await.expect("record");
+
+    let f = collector.collect().await.expect("collect");
+    let age = f
+        .iter()
+        .find(|f| f.name == "shipshape_wal_last_archived_age")
+        .and_then(|f| f.samples.first())
+        .map(|s| s.value)
+        .expect("WAL age");
+    assert!((0.0..60.0).contains(&age), "age {age}");
+    assert_eq!(value(&f, "shipshape_backup_drill_rpo", "db"), Some(4.5));
+    assert_eq!(value(&f, "shipshape_backup_drill_rto", "db"), Some(31.0));
 }

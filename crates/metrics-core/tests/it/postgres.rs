@@ -103,6 +103,11 @@ async fn collects_from_the_real_server() {
     for trigger in ["timed", "requested"] {
         one(&f, "shipshape_pg_checkpoints", Some(("trigger", trigger)));
     }
+    // The test server archives nothing: counters at zero, not failing, and
+    // no archive age where archive_mode is off.
+    assert_eq!(one(&f, "shipshape_pg_archiver_failed", None), 0.0);
+    assert_eq!(one(&f, "shipshape_pg_archiver_failing", None), 0.0);
+    assert!(values(&f, "shipshape_pg_archiver_last_archived_age").is_empty());
 
     // The connection is kept: a second scrape needs no new backend.
     let before = pg.psql(
