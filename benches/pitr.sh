@@ -195,6 +195,6 @@ cat >"$work/pipe.sh" <<SH
 set -o pipefail
 $pgbin/pg_basebackup -h $work -p $port -U postgres -Ft -D - -X none -c fast 2>/dev/null | zstd -3 -T0 -q | age -r $recipient > $work/base.tar.zst.age
 SH
-timed "pg_basebackup -Ft -D - | zstd -3 -T0 | age (peak of the biggest process)" bash "$work/pipe.sh"
+timed "pg_basebackup -Ft -D - \\| zstd -3 -T0 \\| age (peak of the biggest process)" bash "$work/pipe.sh"
 set_archive "pgbackrest --config=$work/pgbackrest.conf --stanza=bench archive-push %p"
 timed "pgbackrest backup --type=full (zstd -3, AES, process-max 1)" "${as_pg_prefix[@]}" pgbackrest --config="$work/pgbackrest.conf" --stanza=bench --type=full backup

@@ -545,8 +545,10 @@ fn restores_to_a_time_and_to_the_latest_wal_after_kill_9_on_new_timelines() {
     );
     if let Some(oldest) = oldest_lost {
         let age = (killed_at - oldest) as f64 / 1e6;
+        // archive_timeout, plus the one push that was running (a debug
+        // build on a loaded machine).
         assert!(
-            age <= ARCHIVE_TIMEOUT as f64 + 1.0,
+            age <= ARCHIVE_TIMEOUT as f64 + 2.0,
             "a row acknowledged {age:.3} s before the kill was lost (archive_timeout {ARCHIVE_TIMEOUT} s)"
         );
     }
