@@ -228,7 +228,7 @@ pub fn parse_history(text: &str) -> std::result::Result<Vec<Switch>, String> {
 /// The record stored beside each archived file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalRecord {
-    /// Record format ([`RECORD_FORMAT`]).
+    /// Record format (1).
     pub format: u32,
     /// The file's name.
     pub name: String,
@@ -261,7 +261,7 @@ impl WalRecord {
     }
 }
 
-/// What [`push`] did.
+/// What [`Repository::wal_push`](crate::Repository::wal_push) did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pushed {
     /// The file was stored.
