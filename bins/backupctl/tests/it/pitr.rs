@@ -937,3 +937,46 @@ fn the_daemon_streams_a_physical_jobs_wal_and_run_takes_its_base_backup() {
     let backups: serde_json::Value = serde_json::from_slice(&list.stdout).expect("list");
     assert_eq!(backups[0]["source"]["kind"], "postgres_base", "{backups}");
 }
+
+#[test]
+fn a_push_killed_under_postgresql_is_retried_by_it_and_restores() {
+    let Some(s) = setup() else { return };
+    // The first push PostgreSQL starts is killed half way through its
+    // upload; the archiver retries the segment, as it does after any failure.
+    let flags = s.sandbox.path("flags");
+    fs::create_dir(&flags).expect("flags");
+    let flag = flags.join("kill-next-push");
+    fs::write(&flag, "").expect("flag");
+    give(&flags);
+    let push = format!(
+        "{} wal-push -q --repo {} -r {}",
+        env!("CARGO_BIN_EXE_backupctl"),
+        s.repo.display(),
+        s.recipient
+    );
+    let conf = format!(
+        "wal_level = replica\narchive_mode = on\n\
+         archive_command = 'if [ -e {flag} ]; then rm {flag}; {push} %p & p=$!; sleep 0.02; \
+         kill -9 $p; exit 1; fi; {push} %p'\n",
+        flag = flag.display()
+    );
+    let primary = s.primary_with(56_151, &conf);
+    s.base_backup(&primary);
+    primary.sql("INSERT INTO t SELECT FROM generate_series(1, 5000)");
+    let name = primary.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    primary.sql("SELECT pg_switch_wal()");
+    await_archived(&s, &name);
+    assert!(!flag.exists(), "no push was killed");
+    let failed: u64 = primary
+        .sql("SELECT failed_count FROM pg_stat_archiver")
+        .parse()
+        .expect("failed_count");
+    assert!(
+        failed >= 1,
+        "the killed push was not a failure to PostgreSQL"
+    );
+    let count = primary.sql("SELECT count(*) FROM t");
+    primary.stop();
+    let restored = s.restore_and_start("latest", "restored", 56_152);
+    assert_eq!(restored.sql("SELECT count(*) FROM t"), count);
+}
