@@ -4,9 +4,11 @@
 #
 #   1. archiving one 16 MiB WAL segment (real segments written by pgbench):
 #      `backupctl wal-push` against pgBackRest `archive-push` (zstd -3,
-#      AES) into local repositories, and against Barman's
-#      `barman-cloud-wal-archive` (gzip) into Garage (S3) with `wal-push`
-#      to the same bucket: wall time, CPU and peak RSS per segment;
+#      AES) into local repositories, against Barman's `barman-wal-archive`
+#      (ssh to a Barman host on this machine: `barman put-wal`, its CPU
+#      counted too), and against `barman-cloud-wal-archive` (gzip) into
+#      Garage (S3) with `wal-push` to the same bucket: wall time, CPU and
+#      peak RSS per segment;
 #   2. archive lag under `pgbench -c 8`: how many segments the archiver
 #      trails the server by, sampled every 0.5 s, with wal-push and with
 #      pgBackRest's archive-push, sync and async;
@@ -17,8 +19,11 @@
 #   benches/pitr.sh                 # 32 segments, pgbench scale 50 (~750 MB)
 #   benches/pitr.sh 64 100          # more segments, a bigger database
 #
-# Needs scripts/install-deps.sh --bench (pgBackRest, Barman's cloud tools)
-# and, for the S3 rows, Garage: scripts/test-services.sh start garage.
+# Needs scripts/install-deps.sh --bench (pgBackRest, Barman and its cloud
+# tools, an ssh server) and, for the S3 rows, Garage:
+# scripts/test-services.sh start garage. The Barman host is this machine:
+# an sshd of the script's own on 127.0.0.1:2222 lets the postgres user in
+# as barman (whose locked password is set to `*` so key logins work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 segments=${1:-32}
@@ -37,7 +42,11 @@ as_pg_prefix=(); [[ $(id -u) -eq 0 ]] && as_pg_prefix=(runuser -u postgres --)
 as_pg() { "${as_pg_prefix[@]}" "$@"; }
 psql_() { "$pgbin/psql" -h "$work" -p $port -U postgres -d postgres -XqAt -c "$1"; }
 stop_pg() { as_pg "$pgbin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true; }
-cleanup() { stop_pg; rm -rf "$work"; }
+cleanup() {
+  stop_pg
+  [[ -f $work/sshd.pid ]] && kill "$(cat "$work/sshd.pid")" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 "$bc" keygen -o "$work/id.txt" >"$work/recipient" 2>/dev/null
@@ -127,6 +136,50 @@ push_each "backupctl wal-push (local, zstd -3, age)" "$bc" wal-push -q --repo "$
 push_each "pgbackrest archive-push (local, zstd -3, AES)" pgbackrest --config="$work/pgbackrest.conf" --stanza=bench archive-push
 # (archive-push --archive-async reads pg_wal/archive_status itself: it is
 # measured from PostgreSQL, in the lag test below.)
+
+# Barman's own archive_command: ssh to the Barman host, `barman put-wal`.
+# The host side runs under /usr/bin/time (a forced command), so its CPU
+# is counted beside the client's.
+if [[ $(id -u) -eq 0 ]] && command -v sshd >/dev/null && command -v barman-wal-archive >/dev/null; then
+  bb=$work/barman
+  mkdir -p "$bb/home" "$bb/bin" /run/sshd
+  ssh-keygen -q -t ed25519 -f "$bb/hostkey" -N ''
+  ssh-keygen -q -t ed25519 -f "$bb/pgkey" -N ''
+  : >"$bb/host-times"
+  printf 'command="/usr/bin/time -a -o %s -f \x27%%e %%U %%S %%M\x27 sh -c \\"$SSH_ORIGINAL_COMMAND\\"" %s\n' \
+    "$bb/host-times" "$(cat "$bb/pgkey.pub")" >"$bb/authorized_keys"
+  cat >"$bb/barman.conf" <<CONF
+[barman]
+barman_user = barman
+barman_home = $bb/home
+log_file = $bb/home/barman.log
+log_level = WARNING
+[bench]
+description = bench
+conninfo = host=$work port=$port user=postgres dbname=postgres
+backup_method = postgres
+archiver = on
+CONF
+  cat >"$bb/ssh_config" <<CONF
+Host 127.0.0.1
+  Port 2222
+  IdentityFile $bb/pgkey
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+CONF
+  printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "$bb/ssh_config" >"$bb/bin/ssh"
+  chmod 755 "$bb" "$bb/bin/ssh"; chmod 644 "$bb"/*.conf "$bb/ssh_config" "$bb/authorized_keys"
+  chown postgres "$bb/pgkey"; chown -R barman "$bb/home" "$bb/host-times"
+  grep -q '^barman:!' /etc/shadow && usermod -p '*' barman
+  /usr/sbin/sshd -p 2222 -h "$bb/hostkey" -o ListenAddress=127.0.0.1 -o PidFile="$work/sshd.pid" \
+    -o AuthorizedKeysFile="$bb/authorized_keys" -o StrictModes=no -o PasswordAuthentication=no -o UsePAM=no
+  push_each "barman-wal-archive (ssh to barman put-wal; client side)" \
+    env PATH="$bb/bin:$PATH" barman-wal-archive -c "$bb/barman.conf" 127.0.0.1 bench
+  summary "(its Barman host side: barman put-wal under sshd)" "$bb/host-times"
+else
+  echo "| (barman-wal-archive skipped: needs root, sshd and barman-cli) | | | | |"
+fi
 if [[ -f target/test-services/env ]] && source target/test-services/env && [[ -n ${SHIPSHAPE_TEST_S3_ENDPOINT:-} ]]; then
   export AWS_ACCESS_KEY_ID=$SHIPSHAPE_TEST_S3_KEY_ID AWS_SECRET_ACCESS_KEY=$SHIPSHAPE_TEST_S3_SECRET \
     AWS_REGION=$SHIPSHAPE_TEST_S3_REGION AWS_DEFAULT_REGION=$SHIPSHAPE_TEST_S3_REGION \

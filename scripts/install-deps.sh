@@ -39,7 +39,7 @@ if $bench; then
          [prometheus-postgres-exporter]=prometheus-postgres-exporter)
   # The WAL archivers and base backup tools backupctl's PITR is measured against.
   want+=([pgbackrest]=pgbackrest [barman-wal-archive]=barman-cli [barman]=barman
-         [barman-cloud-wal-archive]=barman-cli-cloud)
+         [barman-cloud-wal-archive]=barman-cli-cloud [/usr/sbin/sshd]=openssh-server)
 fi
 
 missing=()

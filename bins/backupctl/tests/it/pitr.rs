@@ -922,7 +922,7 @@ fn the_daemon_streams_a_physical_jobs_wal_and_run_takes_its_base_backup() {
         config.as_os_str(),
     ]);
     assert!(out.status.success(), "run db: {}", text(&out));
-    primary.sql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS n");
+    primary.sql("INSERT INTO t SELECT FROM generate_series(1, 1000)");
     let name = primary.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
     primary.sql("SELECT pg_switch_wal()");
     await_archived(&s, &name);
