@@ -338,6 +338,29 @@ pub enum Command {
         repo: RepoArgs,
     },
 
+    /// Remove stale repository locks (or, with --force, every lock).
+    ///
+    /// Every command takes a lock object under locks/ naming its host,
+    /// process and operation, and rewrites it every 5 minutes while it
+    /// runs. A lock not rewritten for 30 minutes, or whose process is gone
+    /// on this host, is stale: others already ignore it, but gc leaves alone
+    /// what its holder may have written until it is removed. --force also
+    /// removes live locks: their holders stop at their next change to the
+    /// repository. Lists every lock it found (with --json, an array).
+    ///
+    /// Examples:
+    ///   backupctl unlock --repo /srv/backups
+    ///   backupctl unlock --repo s3://backups/db1 --force
+    #[command(verbatim_doc_comment)]
+    Unlock {
+        /// Remove live locks too.
+        #[arg(long)]
+        force: bool,
+        /// Where the repository is.
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+
     /// Check a backup without writing anything, or run a restore drill.
     ///
     /// Streams the stored object, decrypts and decompresses it, and compares
@@ -628,6 +651,18 @@ pub struct RepoArgs {
     /// a custom endpoint, where path-style (ENDPOINT/BUCKET) is the default.
     #[arg(long)]
     pub s3_virtual_hosted: bool,
+
+    /// How long to wait for another process's repository lock (e.g. 30s,
+    /// 10min) before failing with exit status 11. Backups, restores and
+    /// verifies share the repository; prune, forget-style removals and gc
+    /// hold it alone.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = cli::parse_duration)]
+    pub retry_lock: std::time::Duration,
+
+    /// Take no lock: for reading a repository this process cannot write
+    /// (a read-only mount or bucket). Refused by commands that delete.
+    #[arg(long)]
+    pub no_lock: bool,
 }
 
 /// Which backup.

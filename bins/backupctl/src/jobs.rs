@@ -76,7 +76,7 @@ pub(crate) async fn prune(args: &PruneArgs, out: Out) -> Result<cli::Status> {
 
 /// A job's repository, which must exist.
 async fn open_job_repository(location: &str) -> Result<backup_core::Repository> {
-    let repo = backup_core::Repository::open(location).await?;
+    let repo = backup_core::jobs::open_repository(location).await?;
     repo.check().await?;
     Ok(repo)
 }

@@ -49,6 +49,11 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
         backup_core::Error::WrongKey { .. } => {
             Some("pass the identity that matches with -i FILE (or the passphrase option)".into())
         }
+        backup_core::Error::Locked { .. } => Some(
+            "wait for it with --retry-lock DURATION; if its holder is gone, `backupctl unlock` \
+             removes it once stale (30 minutes without a refresh)"
+                .into(),
+        ),
         backup_core::Error::InvalidRecipient { recipient, .. }
             if recipient.contains('/') || recipient.starts_with('.') =>
         {
@@ -75,6 +80,7 @@ pub fn classify(e: &anyhow::Error) -> Option<cli::Status> {
     match core {
         backup_core::Error::RepositoryMissing { .. } => Some(cli::Status::RepositoryMissing),
         backup_core::Error::WrongKey { .. } => Some(cli::Status::WrongKey),
+        backup_core::Error::Locked { .. } => Some(cli::Status::Locked),
         backup_core::Error::InvalidRecipient { .. } => Some(cli::Status::Usage),
         _ => None,
     }
@@ -178,6 +184,18 @@ pub async fn run(cli: Cli) -> Result<cli::Status> {
             apply,
             repo,
         } => gc(&repo, older_than, apply, out).await,
+        Command::Unlock { force, repo } => {
+            let found = repository(&repo).await?.unlock(force).await?;
+            if force && found.iter().any(|(l, _)| !l.stale) {
+                tracing::warn!("live locks removed: their holders stop at their next change");
+            }
+            if out.json {
+                cli::print_json(&output::unlock_json(&found))?;
+            } else if !out.quiet {
+                print!("{}", output::unlock_text(&found));
+            }
+            Ok(cli::Status::Success)
+        }
         Command::Verify {
             which,
             restore_test: true,
@@ -267,8 +285,14 @@ async fn open(args: &RepoArgs) -> Result<(Repository, String)> {
         None => defaults::repo_path()?.into_os_string(),
     };
     let location = spec.to_string_lossy().into_owned();
+    let locks = backup_core::lock::LockOptions {
+        wait: args.retry_lock,
+        disabled: args.no_lock,
+        ..Default::default()
+    };
     let Some(s3) = spec.to_str().filter(|s| s.starts_with("s3://")) else {
-        return Ok((Repository::local(PathBuf::from(spec)), location));
+        let repo = Repository::local(PathBuf::from(spec)).with_locks(locks);
+        return Ok((repo, location));
     };
     let location: S3Location = s3
         .parse()
@@ -285,7 +309,8 @@ async fn open(args: &RepoArgs) -> Result<(Repository, String)> {
         ));
     }
     let store = S3Store::connect(location, opts).await?;
-    Ok((Repository::new(Arc::new(store)), s3.to_owned()))
+    let repo = Repository::new(Arc::new(store)).with_locks(locks);
+    Ok((repo, s3.to_owned()))
 }
 
 async fn list(args: &RepoArgs, name: Option<&str>, out: Out) -> Result<cli::Status> {

@@ -142,7 +142,57 @@ pub(crate) fn gc_text(r: &GcReport, older_than: Duration) -> String {
         out.push_str("; dry run, pass --apply to remove them");
     }
     out.push('\n');
+    if let Some(at) = r.held_back_by {
+        out.push_str(&format!(
+            "nothing newer than {} was touched: another process took a lock on the \
+             repository then\n",
+            at.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
     out
+}
+
+/// The locks `unlock` found, for people.
+pub(crate) fn unlock_text(found: &[(backup_core::lock::FoundLock, bool)]) -> String {
+    if found.is_empty() {
+        return "no locks\n".into();
+    }
+    let mut out = String::new();
+    for (lock, removed) in found {
+        let i = &lock.info;
+        let state = match (removed, lock.stale) {
+            (true, true) => "removed (stale)",
+            (true, false) => "removed (live, forced)",
+            (false, _) => "kept (live)",
+        };
+        out.push_str(&format!(
+            "{state}: {} lock of `{}` by pid {} on {}, taken {}, refreshed {}\n",
+            i.kind,
+            i.operation,
+            i.pid,
+            i.host,
+            i.created.format("%Y-%m-%d %H:%M:%S UTC"),
+            i.refreshed.format("%Y-%m-%d %H:%M:%S UTC"),
+        ));
+    }
+    out
+}
+
+/// The locks `unlock` found, as JSON.
+pub(crate) fn unlock_json(found: &[(backup_core::lock::FoundLock, bool)]) -> Value {
+    Value::Array(
+        found
+            .iter()
+            .map(|(lock, removed)| {
+                json!({
+                    "key": lock.key,
+                    "lock": lock.info,
+                    "stale": lock.stale,
+                    "removed": removed,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The `gc --json` document.
@@ -160,6 +210,7 @@ pub(crate) fn gc_json(r: &GcReport) -> Value {
             "modified": o.modified,
         })).collect::<Vec<_>>(),
         "unreferenced_bytes": r.unreferenced_bytes,
+        "held_back_by": r.held_back_by,
     })
 }
 

@@ -92,7 +92,8 @@ pub fn load(path: &Path) -> Result<(ServerConfig, Config)> {
 /// When the TOML does not parse, or a table or value is wrong (the
 /// message names the table and line).
 pub fn parse(text: &str) -> Result<(ServerConfig, Config)> {
-    let mut table: toml::Table = toml::from_str(text)?;
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!(settings::excerpt(&e.to_string())))?;
     let server = match table.remove("server") {
         Some(v) => v.try_into::<ServerConfig>().context("[server]")?,
         None => ServerConfig::default(),

@@ -27,6 +27,39 @@ pub enum Error {
         key: String,
     },
 
+    /// A create-only write found the key taken.
+    #[error("object `{key}` exists already in {store}")]
+    Exists {
+        /// The store, as it describes itself.
+        store: String,
+        /// The key that is taken.
+        key: String,
+    },
+
+    /// Another process holds a lock on the repository that this
+    /// operation cannot share (a prune or gc holds it alone; backups,
+    /// restores and verifies share it among themselves).
+    #[error("the repository {store} is locked: {holder}{more}")]
+    Locked {
+        /// The store, as it describes itself.
+        store: String,
+        /// The first conflicting lock, described.
+        holder: String,
+        /// How many more conflict, if any.
+        more: String,
+    },
+
+    /// This process's own lock could not be kept (refreshed in time, or
+    /// someone removed it): the operation stops before changing anything
+    /// more, since others may now take the repository.
+    #[error("lost the lock on {store}: {problem}")]
+    LockLost {
+        /// The store, as it describes itself.
+        store: String,
+        /// What happened.
+        problem: String,
+    },
+
     /// A store operation failed.
     #[error("{operation} of `{key}` in {store} failed: {source}")]
     Store {
@@ -122,6 +155,20 @@ pub enum Error {
         id: String,
         /// What check failed.
         problem: String,
+    },
+
+    /// An archive entry, or a path an incremental layer deletes, would
+    /// reach outside the restore target. Backups made by this tool never
+    /// hold one: the archive was made elsewhere, or altered.
+    #[error(
+        "entry `{entry}` would reach outside the target: {reason}; nothing was written for it \
+         and the restore stopped (the archive was not made by this tool, or was altered)"
+    )]
+    OutsideTarget {
+        /// The entry's name in the archive.
+        entry: String,
+        /// Why.
+        reason: &'static str,
     },
 
     /// A path asked of a directory backup is not in it.
@@ -432,6 +479,13 @@ impl Error {
             self,
             Error::NotFound { .. } | Error::BackupNotFound { .. } | Error::WalMissing { .. }
         )
+    }
+
+    pub(crate) fn exists(store: String, key: &str) -> Error {
+        Error::Exists {
+            store,
+            key: key.to_owned(),
+        }
     }
 
     pub(crate) fn store(

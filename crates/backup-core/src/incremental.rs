@@ -481,39 +481,6 @@ pub fn chain_length(m: &Manifest, backups: &[Manifest]) -> usize {
     n
 }
 
-/// Removes the NUL-separated archive names in `list` below `root`.
-pub(crate) fn apply_deletions(root: &Path, list: &[u8]) -> io::Result<()> {
-    for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let rel = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
-        let safe = rel.components().all(|c| {
-            matches!(
-                c,
-                std::path::Component::Normal(_) | std::path::Component::CurDir
-            )
-        });
-        if !safe {
-            return Err(io::Error::other(format!(
-                "refusing to remove {} (outside the target)",
-                rel.display()
-            )));
-        }
-        let path = root.join(rel);
-        if path == root {
-            continue;
-        }
-        let removed = match fs::symlink_metadata(&path) {
-            Ok(md) if md.is_dir() => fs::remove_dir_all(&path),
-            Ok(_) => fs::remove_file(&path),
-            Err(e) => Err(e),
-        };
-        match removed {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// `./` for the root, `./rel/path` below it, with a trailing `/` for
 /// directories, as GNU tar names them.
 pub(crate) fn archive_name(root: &Path, path: &Path, dir: bool) -> PathBuf {

@@ -69,6 +69,7 @@ pub mod index;
 #[cfg(feature = "jobs")]
 pub mod jobs;
 pub mod keys;
+pub mod lock;
 pub mod manifest;
 mod ops;
 mod pipeline;

@@ -15,6 +15,7 @@ use chrono::TimeZone;
 
 use crate::error::Result;
 use crate::keys::Identities;
+use crate::lock::{FoundLock, LockKind, LockOptions, RepoLock};
 use crate::manifest::Manifest;
 use crate::ops::backup::BackupOptions;
 use crate::ops::gc::GcReport;
@@ -33,15 +34,66 @@ use crate::store::{LocalStore, Store};
 ///
 /// Cheap to clone (the store is shared). Every method streams: memory
 /// does not grow with the size of a backup.
+///
+/// Every operation takes a [repository lock](crate::lock): shared for
+/// those that add or read, exclusive for those that delete, so a prune
+/// never runs beside a backup, on this host or another.
 #[derive(Debug, Clone)]
 pub struct Repository {
     store: Arc<dyn Store>,
+    locks: LockOptions,
 }
 
 impl Repository {
-    /// A repository in `store`.
+    /// A repository in `store`, with the default [`LockOptions`]: no
+    /// waiting for a conflicting lock.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Repository { store }
+        Repository {
+            store,
+            locks: LockOptions::default(),
+        }
+    }
+
+    /// Takes and keeps locks as `locks` says (how long to wait for
+    /// another process's lock, when locks go stale).
+    pub fn with_locks(mut self, locks: LockOptions) -> Self {
+        self.locks = locks;
+        self
+    }
+
+    /// The lock settings.
+    pub fn locks(&self) -> &LockOptions {
+        &self.locks
+    }
+
+    async fn lock(&self, kind: LockKind, operation: &str) -> Result<RepoLock> {
+        RepoLock::acquire(Arc::clone(&self.store), kind, operation, &self.locks).await
+    }
+
+    /// Runs `work` under a shared lock.
+    async fn shared<T>(&self, operation: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let lock = self.lock(LockKind::Shared, operation).await?;
+        crate::lock::finish(lock, work.await).await
+    }
+
+    /// Every lock object in the repository, with whether it is stale.
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    pub async fn list_locks(&self) -> Result<Vec<FoundLock>> {
+        crate::lock::list(self.store.as_ref(), self.locks.stale).await
+    }
+
+    /// Removes stale locks, or with `force` every lock (whose holders, if
+    /// alive, stop at their next change: see [`crate::lock`]). Returns
+    /// every lock found, each with whether it was removed.
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    pub async fn unlock(&self, force: bool) -> Result<Vec<(FoundLock, bool)>> {
+        crate::lock::unlock(self.store.as_ref(), self.locks.stale, force).await
     }
 
     /// A repository in a local directory (created on the first backup).
@@ -128,7 +180,9 @@ impl Repository {
     /// are out of range, an incremental's parent does not fit, or the
     /// store fails.
     pub async fn backup(&self, source: Source, opts: &BackupOptions) -> Result<Manifest> {
-        backup::backup(self.store.as_ref(), source, opts).await
+        let lock = self.lock(LockKind::Shared, "backup").await?;
+        let made = backup::backup(self.store.as_ref(), source, opts, &lock).await;
+        crate::lock::finish(lock, made).await
     }
 
     /// Imports an existing age-encrypted zstd file, such as one made by
@@ -152,7 +206,8 @@ impl Repository {
         name: Option<String>,
         progress: Arc<dyn Progress>,
     ) -> Result<Manifest> {
-        import::import(self.store.as_ref(), path, identities, name, progress).await
+        let work = import::import(self.store.as_ref(), path, identities, name, progress);
+        self.shared("import", work).await
     }
 
     /// Every backup, oldest first. Unreadable manifests are reported in
@@ -207,7 +262,8 @@ impl Repository {
         target: RestoreTarget,
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        restore::restore(self.store.as_ref(), manifest, identities, target, opts).await
+        let work = restore::restore(self.store.as_ref(), manifest, identities, target, opts);
+        self.shared("restore", work).await
     }
 
     /// Lists the entries of a directory backup at or below `under` (a path
@@ -247,7 +303,8 @@ impl Repository {
         identities: &Identities,
         progress: Arc<dyn Progress>,
     ) -> Result<VerifyReport> {
-        verify::verify(self.store.as_ref(), manifest, identities, progress).await
+        let work = verify::verify(self.store.as_ref(), manifest, identities, progress);
+        self.shared("verify", work).await
     }
 
     /// Applies `policy` (periods in `zone`) to the backups named `name`, or
@@ -267,7 +324,9 @@ impl Repository {
         name: Option<&str>,
         apply: bool,
     ) -> Result<PrunePlan> {
-        prune::prune(self.store.as_ref(), policy, zone, name, apply).await
+        let lock = self.lock(LockKind::Exclusive, "prune").await?;
+        let pruned = prune::prune(self.store.as_ref(), policy, zone, name, apply, &lock).await;
+        crate::lock::finish(lock, pruned).await
     }
 
     /// Removes one backup: its manifest, then its data object.
@@ -276,7 +335,9 @@ impl Repository {
     ///
     /// When the store fails (an object already gone is not an error).
     pub async fn remove(&self, manifest: &Manifest) -> Result<()> {
-        prune::remove(self.store.as_ref(), manifest).await
+        let lock = self.lock(LockKind::Exclusive, "remove").await?;
+        let removed = prune::remove_one(self.store.as_ref(), manifest, &lock).await;
+        crate::lock::finish(lock, removed).await
     }
 
     /// Finds what failed and killed backups left behind — unfinished
@@ -289,7 +350,9 @@ impl Repository {
     /// while any manifest is unreadable (the object it references cannot
     /// be known), or a store failure.
     pub async fn gc(&self, older_than: Duration, apply: bool) -> Result<GcReport> {
-        gc::gc(self.store.as_ref(), older_than, apply).await
+        let lock = self.lock(LockKind::Exclusive, "gc").await?;
+        let collected = gc::gc(self.store.as_ref(), older_than, apply, &lock).await;
+        crate::lock::finish(lock, collected).await
     }
 
     /// Stores a job's run record in the history.
@@ -345,7 +408,9 @@ impl Repository {
         target: &crate::postgres::PgTarget,
         opts: &crate::postgres::PgRestoreOptions,
     ) -> Result<crate::postgres::PgRestoreReport> {
-        crate::postgres::restore(self.store.as_ref(), manifest, identities, target, opts).await
+        let work =
+            crate::postgres::restore(self.store.as_ref(), manifest, identities, target, opts);
+        self.shared("restore", work).await
     }
 
     /// Restore drill: restores a database backup into a new scratch
@@ -373,15 +438,15 @@ impl Repository {
         opts: &crate::postgres::PgRestoreOptions,
         interrupt: impl Future<Output = ()> + Send,
     ) -> Result<crate::postgres::DrillReport> {
-        crate::postgres::drill(
+        let work = crate::postgres::drill(
             self.store.as_ref(),
             manifest,
             identities,
             server,
             opts,
             interrupt,
-        )
-        .await
+        );
+        self.shared("restore drill", work).await
     }
 
     /// Restores a PostgreSQL base backup into the directory `dir` (new or
@@ -410,15 +475,15 @@ impl Repository {
         opts: &crate::postgres::RecoverOptions,
         interrupt: impl Future<Output = ()> + Send,
     ) -> Result<crate::postgres::RecoveryReport> {
-        crate::postgres::recover(
+        let work = crate::postgres::recover(
             self.store.as_ref(),
             manifest,
             identities,
             dir,
             opts,
             interrupt,
-        )
-        .await
+        );
+        self.shared("restore", work).await
     }
 
     /// Restore drill of a base backup: restored into a temporary
@@ -442,15 +507,15 @@ impl Repository {
         to: Option<crate::postgres::RecoveryTarget>,
         interrupt: impl Future<Output = ()> + Send,
     ) -> Result<crate::postgres::PhysicalDrillReport> {
-        crate::postgres::drill_physical(
+        let work = crate::postgres::drill_physical(
             self.store.as_ref(),
             manifest,
             identities,
             opts,
             to,
             interrupt,
-        )
-        .await
+        );
+        self.shared("restore drill", work).await
     }
 
     /// Streams a server's WAL into the repository (`pg_receivewal` through
@@ -472,7 +537,8 @@ impl Repository {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<()> {
         crate::postgres::stream(
-            self.store.as_ref(),
+            &self.store,
+            &self.locks,
             target,
             recipients,
             opts,
@@ -500,7 +566,8 @@ impl Repository {
         volume: &str,
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        crate::docker::restore(self.store.as_ref(), manifest, identities, volume, opts).await
+        let work = crate::docker::restore(self.store.as_ref(), manifest, identities, volume, opts);
+        self.shared("restore", work).await
     }
 
     /// Archives one WAL file (PostgreSQL's `archive_command`): stored
@@ -520,7 +587,8 @@ impl Repository {
         recipients: &crate::Recipients,
         pipeline: &crate::PipelineOptions,
     ) -> Result<crate::wal::Pushed> {
-        crate::wal::push(self.store.as_ref(), path, recipients, pipeline).await
+        let work = crate::wal::push(self.store.as_ref(), path, recipients, pipeline);
+        self.shared("wal-push", work).await
     }
 
     /// Fetches one archived WAL file into `dest` (PostgreSQL's

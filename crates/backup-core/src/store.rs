@@ -47,6 +47,17 @@ pub struct ObjectMeta {
     pub modified: Option<DateTime<Utc>>,
 }
 
+impl ObjectMeta {
+    /// What a store knows of an object it just wrote.
+    pub fn written(key: &str, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            key: key.to_owned(),
+            size,
+            modified: Some(Utc::now()),
+        }
+    }
+}
+
 /// A write that was started and never finished: a multipart upload left by
 /// a killed process, or a local temporary file. Invisible to readers;
 /// listed by [`Store::incomplete`] and removed by [`Store::abort`].
@@ -80,6 +91,24 @@ pub trait Store: Send + Sync + Debug {
     /// the new object's metadata. Atomic: readers see the old object or the
     /// complete new one.
     async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta>;
+
+    /// Stores a small object only if nothing is stored under `key` yet:
+    /// [`Error::Exists`] when something is. Atomic where the store can make
+    /// it so: the local directory (a hard link that fails when the name is
+    /// taken), memory, and S3 servers that honour `If-None-Match: *` (AWS
+    /// S3, R2, MinIO). Elsewhere the default looks first, then writes: two
+    /// writers racing for one key can both succeed, the second replacing
+    /// the first.
+    async fn put_new(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+        match self.head(key).await {
+            Ok(_) => Err(Error::exists(self.describe(), key)),
+            Err(e) if e.is_not_found() => {
+                self.put(key, futures::stream::once(async move { Ok(data) }).boxed())
+                    .await
+            }
+            Err(e) => Err(e),
+        }
+    }
 
     /// Streams an object's bytes.
     async fn get(&self, key: &str) -> Result<ByteStream>;
@@ -172,6 +201,9 @@ macro_rules! forward_store {
             }
             async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
                 (**self).put(key, data).await
+            }
+            async fn put_new(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+                (**self).put_new(key, data).await
             }
             async fn get(&self, key: &str) -> Result<ByteStream> {
                 (**self).get(key).await

@@ -8,6 +8,7 @@
 //! | 3 | `warnings` | done, with warnings (e.g. unreadable files skipped) |
 //! | 4 | `check_failed` | a check ran and its answer is no: drift found, a DNS server disagrees, a collector down |
 //! | 10 | `repository_missing` | there is no repository where one was named (create it with `backupctl init`) |
+//! | 11 | `locked` | another process holds a lock that this operation cannot share (wait with `--retry-lock`) |
 //! | 12 | `wrong_key` | no key given opens the backup |
 //! | 130 | `interrupted` | stopped by Ctrl-C or SIGTERM |
 //!
@@ -35,6 +36,8 @@ pub enum Status {
     CheckFailed,
     /// 10: no repository where one was named.
     RepositoryMissing,
+    /// 11: another process holds a conflicting repository lock.
+    Locked,
     /// 12: no key given opens the backup.
     WrongKey,
     /// 130: stopped by Ctrl-C or SIGTERM.
@@ -51,6 +54,7 @@ impl Status {
             Status::Warnings => 3,
             Status::CheckFailed => 4,
             Status::RepositoryMissing => 10,
+            Status::Locked => 11,
             Status::WrongKey => 12,
             Status::Interrupted => 130,
         }
@@ -65,19 +69,21 @@ impl Status {
             Status::Warnings => "warnings",
             Status::CheckFailed => "check_failed",
             Status::RepositoryMissing => "repository_missing",
+            Status::Locked => "locked",
             Status::WrongKey => "wrong_key",
             Status::Interrupted => "interrupted",
         }
     }
 
     /// Every status, in the order of the table above.
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Success,
         Status::Failure,
         Status::Usage,
         Status::Warnings,
         Status::CheckFailed,
         Status::RepositoryMissing,
+        Status::Locked,
         Status::WrongKey,
         Status::Interrupted,
     ];

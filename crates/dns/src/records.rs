@@ -95,7 +95,8 @@ impl RecordsFile {
     /// [`Error::Invalid`] for TOML that does not parse, and for names,
     /// values or settings that are wrong.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| Error::Invalid(e.to_string()))?;
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| Error::Invalid(settings::excerpt(&e.to_string())))?;
         let zone = absolute(&raw.zone)?;
         if zone == "." {
             return Err(Error::Invalid(

@@ -290,8 +290,8 @@ impl Config {
     /// [`ConfigError::Syntax`] with the line for TOML that does not parse
     /// or has unknown keys, [`ConfigError::Invalid`] for a wrong value.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax(settings::excerpt(&e.to_string())))?;
         config.check()?;
         Ok(config)
     }

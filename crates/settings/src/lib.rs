@@ -31,3 +31,26 @@ pub mod size;
 /// Re-exported so callers can read a [`Secret`] without naming `secrecy`.
 pub use secrecy::{ExposeSecret, SecretString};
 pub use secret::{Secret, SecretError};
+
+/// Longest error message [`excerpt`] lets through.
+pub const MAX_MESSAGE: usize = 600;
+
+/// A parser's error message cut to [`MAX_MESSAGE`] bytes (at a character
+/// boundary): parsers quote the offending line, and a 10 MB line must not
+/// come back whole in a log or on a terminal.
+///
+/// ```
+/// let long = format!("bad line: {}", "x".repeat(10_000));
+/// let short = settings::excerpt(&long);
+/// assert!(short.len() < 700 && short.ends_with("bytes more)"));
+/// ```
+pub fn excerpt(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message.to_owned();
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes more)", &message[..end], message.len() - end)
+}

@@ -23,6 +23,7 @@ mod pitr;
 mod postgres;
 mod robustness;
 mod s3;
+mod soak;
 mod traps;
 
 /// A sandbox: its own HOME (so default paths land inside it) and scratch
@@ -67,7 +68,8 @@ impl Sandbox {
     /// `backupctl backup --repo REPO EXTRA... -- sh -c ...`: a backup of a
     /// command that writes 40 MB of random data and then hangs, so the
     /// backup is mid-write for as long as a test needs, with output
-    /// silenced. Start it with `spawn`.
+    /// silenced. Start it with `spawn`; once the data is written, the file
+    /// `slow-read` appears in the sandbox.
     pub(crate) fn slow_backup(&self, repo: &OsStr, extra: &[&OsStr]) -> Command {
         let mut args = vec![OsStr::new("backup"), OsStr::new("--repo"), repo];
         args.extend_from_slice(extra);
@@ -79,7 +81,7 @@ impl Sandbox {
                 "--",
                 "sh",
                 "-c",
-                "head -c 40000000 /dev/urandom; sleep 120",
+                "head -c 40000000 /dev/urandom; touch \"$HOME/../slow-read\"; sleep 120",
             ]
             .map(OsStr::new),
         );

@@ -212,3 +212,47 @@ fn unreadable_files_fail_the_backup_unless_skipped() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_prune_beside_a_running_backup_exits_11_and_unlock_clears_a_killed_ones_lock() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("repo");
+    let mut child = sb
+        .slow_backup(repo.as_os_str(), &[])
+        .spawn()
+        .expect("spawn");
+    let locked = wait_for(Duration::from_secs(60), || {
+        fs::read_dir(repo.join("locks")).is_ok_and(|mut e| e.next().is_some())
+    });
+    assert!(locked, "the backup never took its lock");
+    let prune = |extra: &[&str]| {
+        let mut args = vec!["prune", "--keep-last", "1", "--apply", "--repo"];
+        let repo = repo.to_str().expect("utf-8");
+        args.push(repo);
+        args.extend_from_slice(extra);
+        sb.run(&args)
+    };
+    for extra in [&[][..], &["--retry-lock", "1s"], &["--json"]] {
+        let out = prune(extra);
+        assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+        let all = text(&out);
+        assert!(
+            all.contains("lock of `backup`") && all.contains("--retry-lock"),
+            "{all}"
+        );
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    // The killed backup's lock names a process that is gone: stale at
+    // once, ignored by the prune, removed by unlock.
+    let out = prune(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let unlocked = sb.ok([OsStr::new("unlock"), OsStr::new("--repo"), repo.as_os_str()]);
+    assert!(unlocked.contains("removed (stale)"), "{unlocked}");
+    assert!(
+        fs::read_dir(repo.join("locks"))
+            .expect("ls")
+            .next()
+            .is_none()
+    );
+}

@@ -206,7 +206,7 @@ impl Config {
             line: e
                 .span()
                 .map(|s| 1 + text[..s.start.min(text.len())].matches('\n').count()),
-            problem: e.message().trim_end().to_owned(),
+            problem: settings::excerpt(e.message().trim_end()),
         })?;
         let cx = Cx { text, origin, base };
         let default_zone = match &raw.defaults.time_zone {

@@ -29,7 +29,6 @@ use super::runner::run_job;
 use super::schedule::Schedule;
 use crate::error::Result;
 use crate::ops::history::{Outcome, RunKind, RunRecord};
-use crate::repo::Repository;
 
 /// What the daemon is doing, for status displays and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -298,7 +297,7 @@ async fn stream_job(
     spool: std::path::PathBuf,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let repo = Repository::open(&job.repository).await?;
+    let repo = super::open_repository(&job.repository).await?;
     let mut target = crate::postgres::PgTarget::parse(&pg.url)?;
     if let Some(secret) = &pg.password {
         target = target.with_password(&secret.read()?);
@@ -316,7 +315,7 @@ async fn stream_job(
 
 async fn last_scheduled(job: &Job) -> BTreeMap<RunKind, DateTime<Utc>> {
     let mut last = BTreeMap::new();
-    let history = match Repository::open(&job.repository).await {
+    let history = match super::open_repository(&job.repository).await {
         Ok(repo) => repo.history(Some(&job.name)).await,
         Err(e) => Err(e),
     };
@@ -348,7 +347,7 @@ async fn record_skipped(job: &Job, kind: RunKind, due: DateTime<Utc>, now: DateT
         warnings: Vec::new(),
         recovery: None,
     };
-    let stored = match Repository::open(&job.repository).await {
+    let stored = match super::open_repository(&job.repository).await {
         Ok(repo) => repo.record_run(&record).await,
         Err(e) => Err(e),
     };

@@ -64,7 +64,7 @@ pub async fn run_job(
     tracing::info!(job = %job.name, %kind, "run started");
     // A job's repository must have been made with `init`: a typo in the
     // config fails the run instead of starting a new repository.
-    let repo = match Repository::open(&job.repository).await {
+    let repo = match super::open_repository(&job.repository).await {
         Ok(repo) => repo.check().await.map(|()| repo),
         Err(e) => Err(e),
     };
@@ -402,9 +402,7 @@ struct WebhookBody<'a> {
 }
 
 async fn send_webhook(notify: &Notify, record: &RunRecord) -> std::result::Result<(), String> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
+    let host = crate::lock::hostname();
     let verdict = match record.outcome {
         Outcome::Success => "succeeded",
         Outcome::Failure => "FAILED",

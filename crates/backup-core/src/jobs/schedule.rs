@@ -79,11 +79,19 @@ impl Schedule {
             .build()
             .parse(trimmed)
             .map_err(|e| format!("`{}`: {e}", expression.escape_debug()))?;
-        Ok(Schedule {
+        let schedule = Schedule {
             expression: trimmed.to_owned(),
             cron,
             zone,
-        })
+        };
+        // `0 0 30 2 *` parses, and never fires: a job on it would never run.
+        if schedule.next_after(Utc::now()).is_none() {
+            return Err(format!(
+                "`{}` never fires (no such date in any year)",
+                expression.escape_debug()
+            ));
+        }
+        Ok(schedule)
     }
 
     /// The expression as written.
@@ -295,6 +303,18 @@ mod tests {
             assert!(err.contains("empty list item"), "{err}");
         }
         assert!(Schedule::parse("0,30 1,13 * * 1,5", "UTC").is_ok());
+    }
+
+    #[test]
+    fn schedules_that_never_fire_are_refused() {
+        for expr in ["0 0 30 2 *", "0 0 31 4,6,9,11 *"] {
+            let err = Schedule::parse(expr, "UTC").expect_err(expr);
+            assert!(err.contains("never fires"), "{err}");
+        }
+        assert!(
+            Schedule::parse("0 0 29 2 *", "UTC").is_ok(),
+            "leap years come"
+        );
     }
 
     #[test]

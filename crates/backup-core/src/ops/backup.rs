@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::incremental::Tracker;
 use crate::index::IndexWriter;
 use crate::keys::Recipients;
+use crate::lock::RepoLock;
 use crate::manifest::{
     BackupId, Compression, DATA_PREFIX, Encryption, IndexObject, MANIFEST_FORMAT, Manifest,
     Payload, SourceInfo, Tool,
@@ -20,7 +21,7 @@ use crate::pipeline::seal::Sealer;
 use crate::progress::{NoProgress, Progress};
 use crate::source::tree::Selection;
 use crate::source::{Excludes, Filter, Source};
-use crate::store::{Store, StoreExt};
+use crate::store::Store;
 
 /// How to make a backup.
 #[derive(Debug, Clone)]
@@ -129,6 +130,7 @@ pub(crate) async fn backup(
     store: &dyn Store,
     source: Source,
     opts: &BackupOptions,
+    lock: &RepoLock,
 ) -> Result<Manifest> {
     let name = match &opts.name {
         Some(name) => name.clone(),
@@ -222,14 +224,44 @@ pub(crate) async fn backup(
         parent: opts.parent.as_ref().map(|p| p.id.clone()),
         index,
     };
+    if let Err(e) = still_fits(store, opts.parent.as_ref(), lock).await {
+        // Nothing lists these objects: remove them rather than leave them to gc.
+        let _ = store.delete(&manifest.object).await;
+        if let Some(index) = &manifest.index {
+            let _ = store.delete(&index.object).await;
+        }
+        return Err(e);
+    }
     if let Some(tracker) = tracker {
         tracker.commit()?;
     }
     store
-        .put_bytes(&manifest.id.manifest_key(), Bytes::from(manifest.to_json()))
+        .put_new(&manifest.id.manifest_key(), Bytes::from(manifest.to_json()))
         .await?;
     tracing::info!(id = %manifest.id, stored = manifest.sizes.stored, "backup complete");
     Ok(manifest)
+}
+
+/// Right before a backup's manifest is written: its lock is still held
+/// and, for an incremental, its parent is still there. (Under the locks no
+/// prune runs beside a backup; this catches one that ignored them: a lock
+/// removed by force, an old version.)
+async fn still_fits(store: &dyn Store, parent: Option<&Manifest>, lock: &RepoLock) -> Result<()> {
+    lock.check()?;
+    let Some(parent) = parent else {
+        return Ok(());
+    };
+    match store.head(&parent.id.manifest_key()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Err(Error::Incremental {
+            problem: format!(
+                "its parent `{}` was removed while it ran, so the new layer would \
+                 have nothing to build on; it was discarded (make a full backup)",
+                parent.id
+            ),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Uploads a finished index and says where it is.

@@ -7,18 +7,19 @@
 //! listed as a backup, but both take space. [`Repository::gc`](crate::Repository::gc) finds them
 //! and, when asked, removes them.
 //!
-//! Only leftovers older than a threshold are touched, so a backup running
-//! at the same time (whose data object exists before its manifest) is safe
-//! as long as it finishes within the threshold.
+//! gc holds the repository alone (an exclusive lock), so no backup writes
+//! beside it. Only leftovers older than a threshold are touched, and never
+//! anything newer than the oldest live lock of another process.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result, gone};
+use crate::lock::RepoLock;
 use crate::manifest::DATA_PREFIX;
 use crate::ops::list::list;
+use crate::ops::prune::referenced;
 use crate::store::{Incomplete, ObjectMeta, Store};
 
 /// What [`Repository::gc`](crate::Repository::gc) found (and removed, when applied).
@@ -32,14 +33,22 @@ pub struct GcReport {
     pub applied: bool,
     /// Bytes held by the unreferenced objects.
     pub unreferenced_bytes: u64,
+    /// When another process's live lock was taken, if that is before the
+    /// threshold: nothing newer was touched, whatever the threshold said.
+    pub held_back_by: Option<DateTime<Utc>>,
 }
 
 /// Finds unfinished writes and unreferenced data objects older than
 /// `older_than` and, if `apply`, removes them; refuses while a manifest is
 /// unreadable (the object it references cannot be known, and deleting a
 /// backup's data cannot be undone).
-pub(crate) async fn gc(store: &dyn Store, older_than: Duration, apply: bool) -> Result<GcReport> {
-    let cutoff = chrono::Duration::from_std(older_than)
+pub(crate) async fn gc(
+    store: &dyn Store,
+    older_than: Duration,
+    apply: bool,
+    lock: &RepoLock,
+) -> Result<GcReport> {
+    let asked = chrono::Duration::from_std(older_than)
         .ok()
         .and_then(|d| Utc::now().checked_sub_signed(d))
         .ok_or_else(|| Error::InvalidOption {
@@ -49,43 +58,46 @@ pub(crate) async fn gc(store: &dyn Store, older_than: Duration, apply: bool) -> 
                 settings::duration::format(older_than)
             ),
         })?;
-    let old = |t: Option<DateTime<Utc>>| t.is_none_or(|t| t <= cutoff);
-
     let backups = list(store).await?.complete("gc")?;
-    let referenced: HashSet<&str> = backups
-        .iter()
-        .flat_map(|m| {
-            std::iter::once(m.object.as_str()).chain(m.index.as_ref().map(|i| i.object.as_str()))
-        })
+    let referenced = referenced(&backups);
+    let incomplete = store.incomplete("").await?;
+    let unreferenced: Vec<_> = store
+        .list(DATA_PREFIX)
+        .await?
+        .into_iter()
+        .filter(|o| !referenced.contains(o.key.as_str()))
+        // WAL stored by a push killed before its record was written.
+        .chain(crate::wal::orphans(
+            store.list(crate::wal::WAL_PREFIX).await?,
+        ))
         .collect();
-
+    // Checked after the listings: whatever a live lock's holder wrote since
+    // it took its lock is left alone, whatever the threshold says.
+    // (Under gc's own lock no other lock lives for long: a process that
+    // meets it backs off. This covers the moment one has not yet.)
+    let held_back_by = crate::lock::oldest_other(store, lock.key())
+        .await?
+        .filter(|t| *t < asked);
+    let cutoff = held_back_by.map_or(asked, |t| t.min(asked));
+    let old = |t: Option<DateTime<Utc>>| t.is_none_or(|t| t <= cutoff);
     let mut report = GcReport {
-        incomplete: store
-            .incomplete("")
-            .await?
+        incomplete: incomplete.into_iter().filter(|u| old(u.started)).collect(),
+        unreferenced: unreferenced
             .into_iter()
-            .filter(|u| old(u.started))
-            .collect(),
-        unreferenced: store
-            .list(DATA_PREFIX)
-            .await?
-            .into_iter()
-            .filter(|o| !referenced.contains(o.key.as_str()))
-            // WAL stored by a push killed before its record was written.
-            .chain(crate::wal::orphans(
-                store.list(crate::wal::WAL_PREFIX).await?,
-            ))
             .filter(|o| old(o.modified))
             .collect(),
         applied: apply,
         unreferenced_bytes: 0,
+        held_back_by,
     };
     report.unreferenced_bytes = report.unreferenced.iter().map(|o| o.size).sum();
     if apply {
         for upload in &report.incomplete {
+            lock.check()?;
             gone(store.abort(upload).await)?;
         }
         for object in &report.unreferenced {
+            lock.check()?;
             gone(store.delete(&object.key).await)?;
         }
     }

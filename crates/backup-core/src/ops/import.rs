@@ -21,7 +21,7 @@ use crate::manifest::{
     Tool,
 };
 use crate::ops::backup::check_name;
-use crate::ops::restore::extract::check_tar;
+use crate::ops::restore::extract::{EntryCheck, check_tar};
 use crate::ops::verify::verify;
 use crate::pipeline::decode::{Expect, decode_stream};
 use crate::pipeline::{BlockReader, on_thread, read_full};
@@ -204,7 +204,7 @@ pub(crate) fn sniff(input: &mut BlockReader) -> Result<Option<u64>> {
     let n = read_full(input, &mut head).map_err(unwrap_io)?;
     if n == head.len() && looks_like_tar(&head) {
         let mut whole = (&head[..]).chain(input);
-        check_tar(&mut whole).map(Some)
+        check_tar(&mut whole, &mut EntryCheck::default(), false).map(Some)
     } else {
         Ok(None)
     }

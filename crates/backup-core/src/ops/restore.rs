@@ -17,6 +17,7 @@ use crate::pipeline::{BLOCK, read_full};
 use crate::progress::{NoProgress, Progress};
 use crate::store::Store;
 
+mod beneath;
 pub(crate) mod extract;
 pub(crate) mod part;
 

@@ -1,11 +1,12 @@
 //! Verifying a backup without writing anything.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::keys::Identities;
 use crate::manifest::{BackupId, Manifest, Payload, SourceInfo};
-use crate::ops::restore::extract::check_tar;
+use crate::ops::list::chain;
+use crate::ops::restore::extract::{EntryCheck, check_tar};
 use crate::pipeline::decode::decode;
 use crate::progress::Progress;
 use crate::store::Store;
@@ -21,15 +22,54 @@ pub struct VerifyReport {
     pub raw: u64,
     /// Tar entries walked, for directory backups.
     pub entries: Option<u64>,
+    /// Backups verified: 1, or for an incremental its whole chain.
+    pub layers: usize,
 }
 
-/// Streams the stored object, decrypts and decompresses it, and checks
-/// sizes, digests and (for tar payloads) the archive's entry count.
+/// Verifies a backup and, for an incremental, every backup of its chain
+/// (oldest first): a layer is only as good as what it builds on.
 pub(crate) async fn verify(
     store: &dyn Store,
     manifest: &Manifest,
     identities: &Identities,
     progress: Arc<dyn Progress>,
+) -> Result<VerifyReport> {
+    let chain = chain(store, manifest).await?;
+    let layers = chain.len();
+    // A restore applies the layers in one target: a symbolic link made by
+    // one layer is in the way of the next.
+    let checks = Arc::new(Mutex::new(EntryCheck::default()));
+    let mut last = None;
+    for (i, link) in chain.iter().enumerate() {
+        let checks = Arc::clone(&checks);
+        last = Some(
+            verify_one(
+                store,
+                link,
+                identities,
+                Arc::clone(&progress),
+                checks,
+                i > 0,
+            )
+            .await?,
+        );
+    }
+    let report = last.ok_or_else(|| Error::Corrupt {
+        id: manifest.id.to_string(),
+        problem: "its chain is empty".into(),
+    })?;
+    Ok(VerifyReport { layers, ..report })
+}
+
+/// Streams the stored object, decrypts and decompresses it, and checks
+/// sizes, digests and (for tar payloads) the archive's entries and count.
+async fn verify_one(
+    store: &dyn Store,
+    manifest: &Manifest,
+    identities: &Identities,
+    progress: Arc<dyn Progress>,
+    checks: Arc<Mutex<EntryCheck>>,
+    layer: bool,
 ) -> Result<VerifyReport> {
     let payload = manifest.payload;
     let entries = decode(
@@ -38,7 +78,10 @@ pub(crate) async fn verify(
         identities,
         progress,
         move |input| match payload {
-            Payload::Tar => check_tar(input).map(Some),
+            Payload::Tar => {
+                let mut checks = checks.lock().unwrap_or_else(|e| e.into_inner());
+                check_tar(input, &mut checks, layer).map(Some)
+            }
             Payload::Raw => Ok(None),
         },
     )
@@ -64,6 +107,7 @@ pub(crate) async fn verify(
         stored: manifest.sizes.stored,
         raw: manifest.sizes.raw,
         entries,
+        layers: 1,
     })
 }
 

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use super::tools;
 use crate::error::{Error, Result};
 use crate::keys::Recipients;
+use crate::lock::{LockKind, LockOptions, RepoLock};
 use crate::pipeline::PipelineOptions;
 use crate::store::Store;
 use crate::wal::{self, WalKind, WalName};
@@ -74,7 +75,8 @@ pub struct StreamState {
 /// Streams `target`'s WAL into `store` until `shutdown` completes, then
 /// stores what was received last and returns.
 pub(crate) async fn stream(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
+    locks: &LockOptions,
     target: &PgTarget,
     recipients: &Recipients,
     opts: &StreamOptions,
@@ -147,7 +149,8 @@ pub(crate) async fn stream(
         } else {
             opts.partial_every
         };
-        if let Err(e) = store_spool(store, recipients, opts, every, &mut partials, &state).await {
+        let stored = store_spool(store, locks, recipients, opts, every, &mut partials, &state);
+        if let Err(e) = stored.await {
             tracing::warn!("storing streamed WAL: {e}");
             record(&|s| {
                 s.failures += 1;
@@ -196,7 +199,8 @@ fn start(tool: &tools::Tool, target: &PgTarget, opts: &StreamOptions) -> Result<
 /// Stores what the spool holds: finished files (then deleted), and the
 /// partial segment when it changed and was last stored `every` ago.
 async fn store_spool(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
+    locks: &LockOptions,
     recipients: &Recipients,
     opts: &StreamOptions,
     every: Duration,
@@ -213,45 +217,65 @@ async fn store_spool(
         .collect();
     // History files first: a timeline's files are followed through them.
     names.sort_by_key(|(n, _)| (n.kind() != WalKind::History, n.clone()));
-    for (name, path) in names {
-        let stored = match name.kind() {
-            WalKind::Partial => {
-                let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
-                    continue;
-                };
-                let due = partials
-                    .get(name.as_str())
-                    .is_none_or(|(m, at)| *m != modified && at.elapsed() >= every);
-                if !due {
-                    continue;
+    // Taken only when there is something to store, so a prune waits for
+    // one pass at most.
+    let mut lock: Option<RepoLock> = None;
+    let stored = async {
+        for (name, path) in names {
+            // A partial segment is stored when it changed and was last stored
+            // `every` ago.
+            let partial = match name.kind() {
+                WalKind::Partial => {
+                    let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
+                        continue;
+                    };
+                    let due = partials
+                        .get(name.as_str())
+                        .is_none_or(|(m, at)| *m != modified && at.elapsed() >= every);
+                    if !due {
+                        continue;
+                    }
+                    Some(modified)
                 }
-                wal::push_replacing(store, &path, recipients, &opts.pipeline).await?;
-                partials.insert(name.to_string(), (modified, Instant::now()));
-                true
+                _ => None,
+            };
+            if lock.is_none() {
+                let taken =
+                    RepoLock::acquire(Arc::clone(store), LockKind::Shared, "wal stream", locks);
+                lock = Some(taken.await?);
             }
-            _ => {
-                wal::push(store, &path, recipients, &opts.pipeline).await?;
-                std::fs::remove_file(&path).map_err(|e| spool_err(&path, e))?;
-                if name.kind() == WalKind::Segment {
-                    // The finished segment supersedes what was stored of it.
-                    let partial = format!("{name}.partial");
-                    partials.remove(&partial);
-                    if let Ok(p) = WalName::parse(&partial) {
-                        wal::remove(store, &p).await?;
+            let store = store.as_ref();
+            match partial {
+                Some(modified) => {
+                    wal::push_replacing(store, &path, recipients, &opts.pipeline).await?;
+                    partials.insert(name.to_string(), (modified, Instant::now()));
+                }
+                None => {
+                    wal::push(store, &path, recipients, &opts.pipeline).await?;
+                    std::fs::remove_file(&path).map_err(|e| spool_err(&path, e))?;
+                    if name.kind() == WalKind::Segment {
+                        // The finished segment supersedes what was stored of it.
+                        let partial = format!("{name}.partial");
+                        partials.remove(&partial);
+                        if let Ok(p) = WalName::parse(&partial) {
+                            wal::remove(store, &p).await?;
+                        }
                     }
                 }
-                true
             }
-        };
-        if stored {
             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
             s.last_stored = Some(name.to_string());
             s.last_stored_at = Some(Utc::now());
             s.stored += 1;
             s.last_error = None;
         }
+        Ok(())
     }
-    Ok(())
+    .await;
+    match lock {
+        Some(lock) => crate::lock::finish(lock, stored).await,
+        None => stored,
+    }
 }
 
 fn command_err(tool: &tools::Tool, status: &str, stderr: &str) -> Error {

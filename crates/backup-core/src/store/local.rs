@@ -83,17 +83,51 @@ impl Drop for TempFile {
     }
 }
 
-fn create_temp(path: &Path) -> io::Result<(ObjectWriter, PathBuf)> {
+/// Whose the store's files are. When root writes into a repository whose
+/// directory another user owns (PostgreSQL's `wal-push` runs as
+/// `postgres`, a base backup as root), what it makes is handed to that
+/// user, so each can read and write what the other made (locks above all).
+fn owner_of(root: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let md = fs::metadata(root).ok()?;
+    (md.uid() != 0).then(|| (md.uid(), md.gid()))
+}
+
+/// Makes `dir` and what is missing above it (mode 0700), handed to `owner`.
+fn make_dirs(dir: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        make_dirs(parent, owner)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => match owner {
+            Some((uid, gid)) => std::os::unix::fs::chown(dir, Some(uid), Some(gid)),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn create_temp(root: &Path, path: &Path) -> io::Result<(ObjectWriter, PathBuf)> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    let owner = owner_of(root);
+    make_dirs(dir, owner)?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     loop {
         let tmp = dir.join(format!(".{name}.{:016x}.partial", rand::random::<u64>()));
         match ObjectWriter::create(&tmp) {
-            Ok(writer) => return Ok((writer, tmp)),
+            Ok(writer) => {
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+                }
+                return Ok((writer, tmp));
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
@@ -224,7 +258,8 @@ impl Store for LocalStore {
         let path = self.path_of(key)?;
         let put_err = |e| self.err("put", key, e);
         let create = path.clone();
-        let (mut writer, tmp) = blocking(move || create_temp(&create))
+        let root = self.root.clone();
+        let (mut writer, tmp) = blocking(move || create_temp(&root, &create))
             .await
             .map_err(put_err)?;
         // Held here, not on the write thread, so that a put dropped half-way
@@ -262,11 +297,33 @@ impl Store for LocalStore {
             )))
         })?;
         guard.0 = None;
-        Ok(ObjectMeta {
-            key: key.to_owned(),
-            size,
-            modified: Some(Utc::now()),
+        Ok(ObjectMeta::written(key, size))
+    }
+
+    async fn put_new(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+        let path = self.path_of(key)?;
+        let root = self.root.clone();
+        let size = blocking(move || {
+            let (mut writer, tmp) = create_temp(&root, &path)?;
+            let _remove = TempFile(Some(tmp.clone()));
+            writer.write(&data)?;
+            let (file, size) = writer.finish()?;
+            file.sync_all()?;
+            ObjectWriter::forget(&file);
+            drop(file);
+            // Unlike rename, a link fails when the name is taken.
+            fs::hard_link(&tmp, &path)?;
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(size)
         })
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::exists(self.describe(), key),
+            _ => self.err("put", key, e),
+        })?;
+        Ok(ObjectMeta::written(key, size))
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream> {

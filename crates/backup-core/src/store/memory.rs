@@ -75,6 +75,18 @@ impl Store for MemoryStore {
         Ok(meta)
     }
 
+    async fn put_new(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+        validate_key(key)?;
+        let now = Utc::now();
+        let mut objects = self.objects();
+        if objects.contains_key(key) {
+            return Err(Error::exists(self.describe(), key));
+        }
+        let meta = meta(key, &data, now);
+        objects.insert(key.to_owned(), (data, now));
+        Ok(meta)
+    }
+
     async fn get(&self, key: &str) -> Result<ByteStream> {
         validate_key(key)?;
         let data = self.objects().get(key).map(|(d, _)| d.clone());

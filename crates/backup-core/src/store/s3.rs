@@ -155,6 +155,31 @@ impl S3Store {
         }
     }
 
+    /// One `PutObject` of a whole object; with `create_only`, refused (412)
+    /// where the server honours `If-None-Match`.
+    async fn put_one(
+        &self,
+        full: &str,
+        body: bytes::Bytes,
+        create_only: bool,
+    ) -> std::result::Result<
+        aws_sdk_s3::operation::put_object::PutObjectOutput,
+        aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::put_object::PutObjectError>,
+    > {
+        self.client
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(full)
+            .set_if_none_match(create_only.then(|| "*".to_owned()))
+            .content_length(body.len() as i64)
+            .checksum_crc32_c(crc32c_base64(&body))
+            .body(SdkBody::from(body))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+    }
+
     fn strip(&self, full: &str) -> Option<String> {
         if self.location.prefix.is_empty() {
             Some(full.to_owned())
@@ -207,27 +232,36 @@ impl Store for S3Store {
         let first = parts.next_part().await?.unwrap_or_default();
         let size = if parts.at_end().await? {
             let size = first.len() as u64;
-            self.client
-                .put_object()
-                .bucket(&self.location.bucket)
-                .key(&full)
-                .content_length(first.len() as i64)
-                .checksum_crc32_c(crc32c_base64(&first))
-                .body(SdkBody::from(first))
-                .customize()
-                .disable_payload_signing()
-                .send()
+            self.put_one(&full, first, false)
                 .await
                 .map_err(|e| self.err("put", key, e))?;
             size
         } else {
             self.put_multipart(key, &full, first, &mut parts).await?
         };
-        Ok(ObjectMeta {
-            key: key.to_owned(),
-            size,
-            modified: Some(Utc::now()),
-        })
+        Ok(ObjectMeta::written(key, size))
+    }
+
+    async fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<ObjectMeta> {
+        validate_key(key)?;
+        // Servers that ignore `If-None-Match` on PUT (Garage 2.5 reads it
+        // only on GET) still refuse a key taken before this call.
+        match self.head(key).await {
+            Ok(_) => return Err(crate::Error::exists(self.describe(), key)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let size = data.len() as u64;
+        self.put_one(&self.full_key(key), data, true)
+            .await
+            .map_err(|e| {
+                // 412: the key is taken; 409: a write to it raced this one.
+                match e.raw_response().map(|r| r.status().as_u16()) {
+                    Some(412 | 409) => crate::Error::exists(self.describe(), key),
+                    _ => self.err("put", key, e),
+                }
+            })?;
+        Ok(ObjectMeta::written(key, size))
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream> {

@@ -210,7 +210,8 @@ impl ProviderConfig {
     /// [`Error::Invalid`] for TOML that does not parse, a provider that is
     /// not known, or a credential that cannot be read.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Invalid(e.to_string()))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| Error::Invalid(settings::excerpt(&e.to_string())))?;
         let missing = |table: &str| {
             Error::Invalid(format!(
                 "provider = {:?} needs a [{table}] table",

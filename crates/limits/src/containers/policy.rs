@@ -172,7 +172,8 @@ pub fn parse_policy(text: &str, file: &str) -> Result<Vec<Rule>, Error> {
         file: file.to_owned(),
         problem,
     };
-    let policy: PolicyFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let policy: PolicyFile =
+        toml::from_str(text).map_err(|e| bad(settings::excerpt(&e.to_string())))?;
     policy
         .container
         .into_iter()
@@ -276,6 +277,62 @@ struct Resource {
     pids: Option<Number>,
 }
 
+/// Compose files nest a few levels; past this the YAML parser's time grows
+/// faster than the file (200 KB of nested brackets took over 30 s).
+const MAX_NESTING: usize = 64;
+
+/// Refuses YAML nested deeper than `max` levels, by flow brackets or by
+/// indentation, before the parser sees it. Quoted strings and comments
+/// are skipped.
+fn nesting(text: &str, max: usize) -> Result<(), String> {
+    let too_deep = |line: usize| {
+        Err(format!(
+            "line {line}: nested deeper than {max} levels; a compose file never is"
+        ))
+    };
+    let mut flow = 0usize;
+    let mut indents: Vec<usize> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        if flow == 0 && !body.is_empty() && !body.starts_with('#') {
+            let indent = line.len() - body.len();
+            while indents.last().is_some_and(|&i| i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+            // A `- ` item opens a level of its own.
+            let dashes = body.split("- ").take_while(|s| s.is_empty()).count();
+            if indents.len() + dashes > max {
+                return too_deep(n + 1);
+            }
+        }
+        let mut quote: Option<char> = None;
+        let mut chars = body.chars().peekable();
+        let mut prev = ' ';
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') if !prev.is_alphanumeric() => quote = Some(c),
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if flow > max {
+                        return too_deep(n + 1);
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    Ok(())
+}
+
 /// Reads the limits of a compose file's services: `deploy.resources`
 /// (limits: memory, cpus, pids; reservations: memory) and the legacy
 /// `mem_limit`, `memswap_limit`, `mem_reservation`, `cpus`, `pids_limit`
@@ -290,7 +347,9 @@ pub fn parse_compose(text: &str, file: &str) -> Result<Vec<Rule>, Error> {
         file: file.to_owned(),
         problem,
     };
-    let compose: ComposeFile = serde_norway::from_str(text).map_err(|e| bad(e.to_string()))?;
+    nesting(text, MAX_NESTING).map_err(bad)?;
+    let compose: ComposeFile =
+        serde_norway::from_str(text).map_err(|e| bad(settings::excerpt(&e.to_string())))?;
     let mut rules = Vec::new();
     for (service, s) in compose.services {
         let at = |p: String| bad(format!("services.{service}: {p}"));
@@ -336,6 +395,38 @@ pub fn parse_compose(text: &str, file: &str) -> Result<Vec<Rule>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_yaml_is_refused_before_parsing_and_errors_stay_short() {
+        let brackets = format!("services: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_compose(&brackets, "deep.yaml").expect_err("too deep");
+        assert!(err.to_string().contains("deeper than 64"), "{err}");
+        let mut indented = String::from("services:\n");
+        for depth in 1..200 {
+            indented.push_str(&" ".repeat(depth));
+            indented.push_str("a:\n");
+        }
+        let err = parse_compose(&indented, "deep.yaml").expect_err("too deep");
+        assert!(err.to_string().contains("deeper than 64"), "{err}");
+        // Quoted and commented brackets do not count.
+        let fine =
+            "name: x # [[[[\nservices:\n  app:\n    command: \"[[[[[[\"\n    mem_limit: 1g\n";
+        assert_eq!(parse_compose(fine, "ok.yaml").expect("parses").len(), 1);
+        let long = format!("services: {{app: {}: 1}}", "x".repeat(10 << 20));
+        let err = parse_compose(&long, "long.yaml").expect_err("bad");
+        assert!(
+            err.to_string().len() < 1000,
+            "{} bytes",
+            err.to_string().len()
+        );
+        let long = format!("[defaults]\nmemory = {}\n", "x".repeat(10 << 20));
+        let err = parse_policy(&long, "long.toml").expect_err("bad");
+        assert!(
+            err.to_string().len() < 1000,
+            "{} bytes",
+            err.to_string().len()
+        );
+    }
 
     #[test]
     fn sizes_globs_and_files() {
