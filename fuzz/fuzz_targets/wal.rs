@@ -6,7 +6,7 @@
 #![no_main]
 
 use backup_core::postgres::{RecoveryTarget, base_backup_range};
-use backup_core::wal::{WalName, WalRecord, parse_history};
+use backup_core::wal::{StreamReport, WalName, WalRecord, parse_history};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,4 +27,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = parse_history(text);
     let _ = serde_json::from_str::<WalRecord>(text);
+    let _ = serde_json::from_str::<StreamReport>(text);
 });

@@ -49,6 +49,9 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
         backup_core::Error::WrongKey { .. } => {
             Some("pass the identity that matches with -i FILE (or the passphrase option)".into())
         }
+        backup_core::Error::Store { key, .. } if key.starts_with(backup_core::lock::LOCK_PREFIX) => {
+            Some("every command writes a lock; --no-lock reads a repository this process cannot write".into())
+        }
         backup_core::Error::Locked { .. } => Some(
             "wait for it with --retry-lock DURATION; if its holder is gone, `backupctl unlock` \
              removes it once stale (30 minutes without a refresh)"

@@ -12,11 +12,16 @@
 //! token_env = "METRICSD_TOKEN"       # bearer token for /api/v1/* (or token_file)
 //! trusted_proxies = ["10.0.0.0/8"]   # X-Forwarded-For believed only from these
 //! rate_limit = { limit = 600, window = "1m" }
+//! max_connections = 256              # the idle one longest is closed to make room
+//! header_timeout = "10s"             # for a request's headers to arrive
+//! idle_timeout = "60s"               # a connection with nothing moving is closed
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+
+pub mod conn;
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -49,6 +54,38 @@ pub struct ServerConfig {
     /// The rate limit per client, on every route (default 600 per minute).
     #[serde(default = "default_rate")]
     pub rate_limit: Policy,
+    /// Connections open at once (default 256); when all are taken, the
+    /// one idle longest is closed to make room.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time for a request's headers to arrive (default 10s).
+    #[serde(default = "default_header_timeout", with = "settings::duration::serde")]
+    pub header_timeout: std::time::Duration,
+    /// Time a connection may sit with nothing moving (default 60s).
+    #[serde(default = "default_idle_timeout", with = "settings::duration::serde")]
+    pub idle_timeout: std::time::Duration,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_header_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
+fn default_idle_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
+
+impl ServerConfig {
+    fn bounds(&self) -> conn::Bounds {
+        conn::Bounds {
+            max: self.max_connections,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -59,6 +96,9 @@ impl Default for ServerConfig {
             token_file: None,
             trusted_proxies: Vec::new(),
             rate_limit: default_rate(),
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
         }
     }
 }
@@ -107,6 +147,7 @@ pub fn parse(text: &str) -> Result<(ServerConfig, Config)> {
 #[derive(Debug, Clone)]
 pub struct AppState {
     scraper: Scraper,
+    connections: Arc<conn::Connections>,
     evaluator: Arc<Mutex<Evaluator>>,
     token: Option<Arc<str>>,
 }
@@ -131,8 +172,15 @@ impl AppState {
             ),
             None => None,
         };
+        let connections = Arc::new(conn::Connections::default());
+        let mut collectors = config.collectors()?;
+        collectors.push((
+            Arc::clone(&connections) as Arc<dyn metrics_core::Collector>,
+            metrics_core::Limits::default(),
+        ));
         Ok(AppState {
-            scraper: config.scraper()?,
+            scraper: metrics_core::Scraper::new(collectors),
+            connections,
             evaluator: Arc::new(Mutex::new(Evaluator::new(config.rules()))),
             token: token.map(Arc::from),
         })
@@ -256,15 +304,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = router(state.clone(), server)?;
+    let connections = Arc::clone(&state.connections);
     let alerts = tokio::spawn(alert_loop(state, webhooks, interval));
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    conn::accept(listener, app, server.bounds(), connections, shutdown).await;
     alerts.abort();
-    result.context("serving HTTP")
+    Ok(())
 }
 
 /// What `metricsd check` found: every collector's status and every

@@ -631,6 +631,16 @@ impl Repository {
         crate::wal::verify(self.store.as_ref(), &listing.backups).await
     }
 
+    /// What each WAL streamer (`wal stream`, a daemon's physical job) last
+    /// reported about itself.
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    pub async fn wal_streams(&self) -> Result<Vec<crate::wal::StreamReport>> {
+        crate::wal::stream_reports(self.store.as_ref()).await
+    }
+
     /// The record of an archived WAL file, if it is archived.
     ///
     /// # Errors

@@ -518,6 +518,85 @@ pub(crate) async fn fetch(
 }
 
 /// Every archived file (those with a record), sorted by name.
+/// Where WAL streamers report how they are doing: `streams/SLOT.json`.
+pub const STREAMS_PREFIX: &str = "streams/";
+
+/// Stream reports larger than this are damaged.
+const MAX_STREAM_REPORT: u64 = 64 << 10;
+
+/// What a WAL streamer last reported about itself (every 10 s, and on
+/// every change), for metricsd and `wal list`: a streamer in a daemon
+/// elsewhere is seen through the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamReport {
+    /// The replication slot it streams through.
+    pub slot: String,
+    /// The host it runs on.
+    pub host: String,
+    /// When it wrote this report.
+    pub updated_at: DateTime<Utc>,
+    /// The last file it stored.
+    pub last_stored: Option<String>,
+    /// When it stored it.
+    pub last_stored_at: Option<DateTime<Utc>>,
+    /// Files stored since it started.
+    pub stored: u64,
+    /// Failed pushes and receiver restarts since it started.
+    pub failures: u64,
+    /// Its last error, while it is failing.
+    pub last_error: Option<String>,
+}
+
+impl StreamReport {
+    fn key(&self) -> String {
+        let slot: String = self
+            .slot
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{STREAMS_PREFIX}{slot}.json")
+    }
+}
+
+/// Stores a streamer's report.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) async fn report_stream(store: &dyn Store, report: &StreamReport) -> Result<()> {
+    let json = serde_json::to_vec_pretty(report).unwrap_or_default();
+    store.put_bytes(&report.key(), Bytes::from(json)).await?;
+    Ok(())
+}
+
+/// Every streamer's last report; damaged ones are skipped with a warning.
+///
+/// # Errors
+///
+/// The store's.
+pub async fn stream_reports(store: &dyn Store) -> Result<Vec<StreamReport>> {
+    let mut out = Vec::new();
+    for object in store.list(STREAMS_PREFIX).await? {
+        if object.size > MAX_STREAM_REPORT {
+            tracing::warn!(key = %object.key, "stream report too large; skipped");
+            continue;
+        }
+        let data = match store.get_bytes(&object.key, MAX_STREAM_REPORT).await {
+            Ok(data) => data,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        match serde_json::from_slice(&data) {
+            Ok(report) => out.push(report),
+            Err(e) => tracing::warn!(key = %object.key, "unreadable stream report: {e}"),
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) async fn list(store: &dyn Store) -> Result<Vec<WalName>> {
     let mut names: Vec<WalName> = store
         .list(WAL_PREFIX)

@@ -112,6 +112,10 @@ pub struct CollectorStatus {
     pub error: Option<String>,
 }
 
+/// Collectors, each with the limits it runs under: what a [`Scraper`] is
+/// made of.
+pub type Collectors = Vec<(Arc<dyn Collector>, Limits)>;
+
 /// Runs collectors concurrently, each under its own [`Limits`], and merges
 /// what they return.
 ///
@@ -125,7 +129,7 @@ pub struct Scraper {
 
 impl Scraper {
     /// A scraper over these collectors.
-    pub fn new(collectors: Vec<(Arc<dyn Collector>, Limits)>) -> Self {
+    pub fn new(collectors: Collectors) -> Self {
         Scraper {
             entries: Arc::new(
                 collectors

@@ -40,7 +40,7 @@ use serde::Deserialize;
 use settings::{ExposeSecret, Secret};
 
 use crate::alerts::{Rule, Webhooks};
-use crate::collector::{Collector, Limits, Scraper};
+use crate::collector::{Limits, Scraper};
 use crate::collectors::HostCollector;
 
 /// Why a configuration cannot be used.
@@ -371,7 +371,17 @@ impl Config {
     /// When a password cannot be read, a URL cannot be used, or a
     /// collector the config names is not in this build.
     pub fn scraper(&self) -> Result<Scraper, ConfigError> {
-        let mut collectors: Vec<(Arc<dyn Collector>, Limits)> = Vec::new();
+        self.collectors().map(Scraper::new)
+    }
+
+    /// The collectors this configuration enables, each with its limits,
+    /// for a caller that adds its own before making a [`Scraper`].
+    ///
+    /// # Errors
+    ///
+    /// As [`scraper`](Self::scraper).
+    pub fn collectors(&self) -> Result<crate::Collectors, ConfigError> {
+        let mut collectors: crate::Collectors = Vec::new();
         let limits = |timeout: Option<Duration>, default: u64| Limits {
             timeout: timeout.unwrap_or(Duration::from_secs(default)),
             ..Limits::default()
@@ -444,7 +454,7 @@ impl Config {
                 "this build has no Docker collector (feature `docker`)",
             ));
         }
-        Ok(Scraper::new(collectors))
+        Ok(collectors)
     }
 
     #[cfg(feature = "postgres")]

@@ -30,7 +30,7 @@ pub mod model;
 pub mod render;
 
 pub use alerts::{Alert, Evaluator, Notification, Rule, Webhooks};
-pub use collector::{CollectError, Collector, CollectorStatus, Limits, Scraper};
+pub use collector::{CollectError, Collector, CollectorStatus, Collectors, Limits, Scraper};
 pub use collectors::HostCollector;
 pub use config::{Config, ConfigError};
 pub use model::{Family, Kind, Sample, Snapshot, Unit};

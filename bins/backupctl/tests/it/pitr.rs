@@ -936,6 +936,13 @@ fn the_daemon_streams_a_physical_jobs_wal_and_run_takes_its_base_backup() {
     let list = s.with_repo(&["list", "--json"]);
     let backups: serde_json::Value = serde_json::from_slice(&list.stdout).expect("list");
     assert_eq!(backups[0]["source"]["kind"], "postgres_base", "{backups}");
+    // The streamer reported itself where metricsd reads it.
+    let report = fs::read(s.repo.join("streams/shipshape.json")).expect("stream report");
+    let report: serde_json::Value = serde_json::from_slice(&report).expect("json");
+    assert!(
+        report["stored"].as_u64().is_some_and(|n| n >= 1),
+        "{report}"
+    );
 }
 
 #[test]

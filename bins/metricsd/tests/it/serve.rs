@@ -301,3 +301,70 @@ fn the_json_api_needs_the_bearer_token() {
         "/metrics stays open for Prometheus"
     );
 }
+
+/// The value of an unlabelled (or `reason`-labelled) sample in `/metrics`.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[test]
+fn silent_half_sent_and_idle_connections_are_closed_and_a_scrape_still_gets_in() {
+    use std::io::{Read, Write};
+    let m = Metricsd::start(
+        "[host]\nenabled = false\n[server]\nmax_connections = 20\nheader_timeout = \"1s\"\n\
+         idle_timeout = \"2s\"\nrate_limit = { limit = 10000, window = \"1m\" }\n",
+        &[],
+    );
+    // Clients that send nothing, half a request line, or one request and
+    // then keep the connection idle: more than the cap.
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    for i in 0..60 {
+        let mut s = std::net::TcpStream::connect(m.addr).expect("connect");
+        match i % 3 {
+            1 => s.write_all(b"GET /metr").expect("half a header"),
+            2 => s
+                .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                .expect("a keep-alive request"),
+            _ => {}
+        }
+        held.push(s);
+    }
+    // A scrape gets in while they hold on: the idle ones make room.
+    let r = m.get("/metrics", &[]);
+    assert_eq!(r.status(), 200);
+    let text = r.text();
+    assert!(
+        sample(&text, "shipshape_metricsd_connections_open") <= 20.0,
+        "{text}"
+    );
+    // Within the timeouts every one of them is closed by the server.
+    for mut s in held {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue, // a 408 or 400 before the close
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "a connection stayed open");
+    }
+    let text = m.get("/metrics", &[]).text();
+    let closed = |reason: &str| {
+        sample(
+            &text,
+            &format!("shipshape_metricsd_connections_closed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert!(closed("evicted_idle") + closed("refused") >= 40.0, "{text}");
+    assert!(closed("timeout") >= 1.0, "{text}");
+    assert!(
+        sample(&text, "shipshape_metricsd_connections_open") <= 2.0,
+        "{text}"
+    );
+}

@@ -95,6 +95,7 @@ pub(crate) async fn stream(
     let mut pause = Duration::from_secs(1);
     let mut next_start = Instant::now();
     let mut partials: HashMap<String, (SystemTime, Instant)> = HashMap::new();
+    let mut reported: Option<(u64, u64, Instant)> = None;
     let record = |f: &dyn Fn(&mut StreamState)| {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut s);
@@ -157,6 +158,7 @@ pub(crate) async fn stream(
                 s.last_error = Some(e.to_string());
             });
         }
+        report(store.as_ref(), &opts.slot, &state, &mut reported).await;
         if done {
             return Ok(());
         }
@@ -194,6 +196,36 @@ fn start(tool: &tools::Tool, target: &PgTarget, opts: &StreamOptions) -> Result<
     tracing::info!(spool = %opts.spool.display(), slot = %opts.slot, "streaming WAL from {}", target.server());
     cmd.spawn()
         .map_err(|e| command_err(tool, &format!("could not be started: {e}"), ""))
+}
+
+/// Stores the streamer's report when its counts changed, or every 10 s.
+async fn report(
+    store: &dyn Store,
+    slot: &str,
+    state: &std::sync::Mutex<StreamState>,
+    last: &mut Option<(u64, u64, Instant)>,
+) {
+    let s = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let due = last.is_none_or(|(stored, failures, at)| {
+        (stored, failures) != (s.stored, s.failures) || at.elapsed() >= Duration::from_secs(10)
+    });
+    if !due {
+        return;
+    }
+    let report = wal::StreamReport {
+        slot: slot.to_owned(),
+        host: crate::lock::hostname(),
+        updated_at: Utc::now(),
+        last_stored: s.last_stored,
+        last_stored_at: s.last_stored_at,
+        stored: s.stored,
+        failures: s.failures,
+        last_error: s.last_error,
+    };
+    match wal::report_stream(store, &report).await {
+        Ok(()) => *last = Some((s.stored, s.failures, Instant::now())),
+        Err(e) => tracing::warn!("cannot store the WAL streamer's report: {e}"),
+    }
 }
 
 /// Stores what the spool holds: finished files (then deleted), and the

@@ -128,6 +128,50 @@ impl BackupCollector {
         Ok(summarize(seen.runs.values().flatten()))
     }
 
+    /// The WAL streamers' own reports: failures, the age of the last file
+    /// each stored, and the age of its report (a streamer that stopped
+    /// reporting is down).
+    ///
+    /// # Errors
+    ///
+    /// When the repository cannot be read.
+    async fn streams(&self, now: DateTime<Utc>) -> Result<Vec<Family>, CollectError> {
+        let repo = self.repository().await?;
+        let reports = repo.wal_streams().await.map_err(|e| self.fail(e))?;
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let age = |t: DateTime<Utc>| (now - t).as_seconds_f64().max(0.0);
+        let mut failures = Family::counter(
+            "shipshape_wal_stream_failures",
+            "Failed stores and receiver restarts of a WAL streamer since it started.",
+        );
+        let mut failing = Family::gauge(
+            "shipshape_wal_stream_failing",
+            "1 while a WAL streamer's last attempt failed.",
+        );
+        let mut stored = Family::gauge(
+            "shipshape_wal_stream_last_stored_age",
+            "Time since a WAL streamer last stored a file (a segment or the partial one).",
+        )
+        .with_unit(Unit::Seconds);
+        let mut reported = Family::gauge(
+            "shipshape_wal_stream_report_age",
+            "Time since a WAL streamer last reported (every 10 s while it runs).",
+        )
+        .with_unit(Unit::Seconds);
+        for r in &reports {
+            let labels = [("repo", self.label.as_str()), ("slot", r.slot.as_str())];
+            failures.push(&labels, r.failures as f64);
+            failing.push(&labels, f64::from(u8::from(r.last_error.is_some())));
+            if let Some(at) = r.last_stored_at {
+                stored.push(&labels, age(at));
+            }
+            reported.push(&labels, age(r.updated_at));
+        }
+        Ok(vec![failures, failing, stored, reported])
+    }
+
     /// The newest WAL file archived in the repository (by position, then
     /// timeline) and when; `None` when it holds no WAL. Only a newer file's
     /// record is read.
@@ -336,6 +380,7 @@ impl Collector for BackupCollector {
             tracing::debug!(wal = %name, "newest archived WAL");
             out.extend([at, age]);
         }
+        out.extend(self.streams(now).await?);
         Ok(out)
     }
 }

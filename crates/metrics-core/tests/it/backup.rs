@@ -161,4 +161,42 @@ async fn wal_archive_age_and_the_last_drills_rpo_and_rto() {
     assert!((0.0..60.0).contains(&age), "age {age}");
     assert_eq!(value(&f, "shipshape_backup_drill_rpo", "db"), Some(4.5));
     assert_eq!(value(&f, "shipshape_backup_drill_rto", "db"), Some(31.0));
+
+    // A streamer in a daemon elsewhere, failing for two minutes.
+    let now = chrono::Utc::now();
+    let report = backup_core::wal::StreamReport {
+        slot: "shipshape".into(),
+        host: "db1".into(),
+        updated_at: now - chrono::TimeDelta::seconds(120),
+        last_stored: Some("000000010000000000000004".into()),
+        last_stored_at: Some(now - chrono::TimeDelta::seconds(130)),
+        stored: 17,
+        failures: 3,
+        last_error: Some("pg_receivewal stopped".into()),
+    };
+    let streams = dir.path().join("repo/streams");
+    std::fs::create_dir_all(&streams).expect("mkdir");
+    std::fs::write(
+        streams.join("shipshape.json"),
+        serde_json::to_vec(&report).expect("json"),
+    )
+    .expect("report");
+    let f = collector.collect().await.expect("collect");
+    let sample = |name: &str| {
+        f.iter()
+            .find(|f| f.name == name)
+            .and_then(|f| f.samples.first())
+            .filter(|s| {
+                s.labels
+                    .iter()
+                    .any(|(k, v)| k == "slot" && v == "shipshape")
+            })
+            .map(|s| s.value)
+    };
+    assert_eq!(sample("shipshape_wal_stream_failures"), Some(3.0));
+    assert_eq!(sample("shipshape_wal_stream_failing"), Some(1.0));
+    let stored = sample("shipshape_wal_stream_last_stored_age").expect("stored age");
+    let reported = sample("shipshape_wal_stream_report_age").expect("report age");
+    assert!((129.0..200.0).contains(&stored), "{stored}");
+    assert!((119.0..200.0).contains(&reported), "{reported}");
 }
