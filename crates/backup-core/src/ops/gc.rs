@@ -80,8 +80,18 @@ pub(crate) async fn gc(
         .filter(|t| *t < asked);
     let cutoff = held_back_by.map_or(asked, |t| t.min(asked));
     let old = |t: Option<DateTime<Utc>>| t.is_none_or(|t| t <= cutoff);
+    // Locks, stream reports and run records are written without the
+    // repository's lock (a lock is written before it is known to be held):
+    // their unfinished writes are a few milliseconds old while they run,
+    // so they go only after an hour, whatever the threshold.
+    let an_hour_ago = Utc::now() - chrono::TimeDelta::hours(1);
+    let abandoned = |u: &Incomplete| {
+        let under_lock =
+            u.key.starts_with(DATA_PREFIX) || u.key.starts_with(crate::wal::WAL_PREFIX);
+        old(u.started) && (under_lock || u.started.is_none_or(|t| t <= an_hour_ago))
+    };
     let mut report = GcReport {
-        incomplete: incomplete.into_iter().filter(|u| old(u.started)).collect(),
+        incomplete: incomplete.into_iter().filter(abandoned).collect(),
         unreferenced: unreferenced
             .into_iter()
             .filter(|o| old(o.modified))
